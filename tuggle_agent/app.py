@@ -1,0 +1,248 @@
+"""The HTTP front (WSGI, served by waitress): the Go tuggle's API plus a few extras.
+
+  GET /                 objects in the cluster (JSON)       GET /?ping   health check
+  PUT /<name>[?sync]    store; 201 / 409 if the name exists
+  GET|HEAD /<name>      local copy, or fetched from the nearest holder while streaming
+  DELETE /<name>        cluster-wide delete
+  GET /<name>?graph[&format=svg|png]   who fetched from whom
+  POST /<name>?sync     (re-)sync an existing object to every (matching) node
+  /_tuggle/...          node-local control used by watch handlers (write_allow only)
+
+Werkzeug does the HTTP details (Range, If-None-Match, If-Modified-Since) for local
+files; streams of in-flight fetches honour a single byte range themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+
+from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable
+from werkzeug.http import parse_range_header
+from werkzeug.utils import send_file
+from werkzeug.wrappers import Request, Response
+
+from .consul.client import ConsulUnavailable
+from .download import DownloadFailed
+from .fetcher import INTERNAL_HEADER
+from .graph import FORMATS, DotMissing, render, to_dot
+from .metadata import DEFAULT_CONTENT_TYPE, ObjectMeta
+from .names import BadName, check_name
+from .node import Node, UploadError
+
+log = logging.getLogger(__name__)
+
+
+def text(body: str, status: int, **headers) -> Response:
+    return Response(body.rstrip("\n") + "\n", status=status, mimetype="text/plain", headers=headers)
+
+
+def as_json(data, status: int = 200) -> Response:
+    return Response(json.dumps(data, indent=1) + "\n", status=status, mimetype="application/json")
+
+
+class TuggleApp:
+    def __init__(self, node: Node):
+        self.node = node
+        self.cfg = node.cfg
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        try:
+            response = self.dispatch(request)
+        except HTTPException as exc:
+            response = exc.get_response(environ)
+        except ConsulUnavailable as exc:
+            log.error("%s %s: %s", request.method, request.path, exc)
+            response = text(str(exc), 503)
+        return response(environ, start_response)
+
+    # -- routing --------------------------------------------------------------
+    def dispatch(self, req: Request) -> Response:
+        path = req.path
+        if path == "/":
+            if req.method not in ("GET", "HEAD"):
+                return text("use GET / to list objects", 405, Allow="GET, HEAD")
+            if "ping" in req.args:
+                return text("pong", 200)
+            return as_json([m.to_dict() for m in sorted(self.node.kv.list(), key=lambda m: m.name)])
+        if path.startswith("/_tuggle/"):
+            return self.control(req, path[len("/_tuggle/"):])
+        name = path[1:]
+        try:
+            check_name(name)
+        except BadName as exc:
+            return text(str(exc), 400)
+        if req.method in ("PUT", "DELETE", "POST") and not self.write_allowed(req):
+            return self.forbidden(req)
+        if req.method == "PUT":
+            return self.put(req, name)
+        if req.method == "POST" and "sync" in req.args:
+            return self.resync(req, name)
+        if req.method == "DELETE":
+            meta = self.node.delete(name)
+            return text(f"deleted {name}", 200) if meta else text(f"{name} not found", 404)
+        if req.method in ("GET", "HEAD"):
+            return self.get(req, name)
+        return text(f"method {req.method} not allowed on /{name}", 405, Allow="GET, HEAD, PUT, DELETE, POST")
+
+    def write_allowed(self, req: Request) -> bool:
+        return self.cfg.allows_write_from(req.remote_addr or "")
+
+    def forbidden(self, req: Request) -> Response:
+        return text(f"{req.method} from {req.remote_addr} refused: writes are allowed only from the addresses "
+                    f"in the write_allow setting ({', '.join(map(str, self.cfg.write_allow))})", 403)
+
+    # -- writes ---------------------------------------------------------------
+    def put(self, req: Request, name: str) -> Response:
+        if self.cfg.fetch_only:
+            return text(f"this node is fetch-only (fetch_only: true): PUT {name} on a node that accepts uploads", 405,
+                        Allow="GET, HEAD")
+        ctype = req.headers.get("Content-Type") or DEFAULT_CONTENT_TYPE
+        length = req.content_length
+        stream = req.environ["wsgi.input"]
+        try:
+            meta = self.node.upload(name, stream, length, ctype)
+        except UploadError as exc:
+            return text(str(exc), exc.status)
+        if "sync" in req.args:
+            self.node.sync(name, **self.sync_filters(req))
+        resp = text(f"stored {name}: {meta.size} bytes, sha256 {meta.sha256}", 201)
+        resp.headers["ETag"] = f'"{meta.etag}"'
+        resp.headers["X-Tuggle-Object-Id"] = meta.id
+        return resp
+
+    @staticmethod
+    def sync_filters(req: Request) -> dict:
+        return {k: req.args.get(k, "") for k in ("node", "service", "tag")}
+
+    def resync(self, req: Request, name: str) -> Response:
+        filters = self.sync_filters(req)
+        if filters["tag"] and not filters["service"]:
+            return text("a tag filter needs a service filter too (as in Consul events)", 400)
+        meta = self.node.sync(name, **filters)
+        return text(f"sync of {name} requested", 202) if meta else text(f"{name} not found", 404)
+
+    # -- reads ----------------------------------------------------------------
+    def object_headers(self, meta: ObjectMeta) -> dict:
+        return {"Content-Type": meta.content_type, "Last-Modified": meta.last_modified,
+                "X-Tuggle-Object-Id": meta.id, "ETag": f'"{meta.etag}"', "Accept-Ranges": "bytes"}
+
+    def get(self, req: Request, name: str) -> Response:
+        if "graph" in req.args:
+            return self.graph(req, name)
+        meta = self.node.kv.get(name)
+        if meta is None:
+            return text(f"{name} not found", 404)
+        internal = INTERNAL_HEADER in req.headers
+        local = self.node.store.get(name)
+        if local is not None and local.meta.version == meta.version:
+            if internal:
+                return self.serve_to_peer(req, meta, local.path)
+            resp = send_file(str(local.path), req.environ, mimetype=meta.content_type, etag=meta.etag,
+                             last_modified=meta.created, conditional=True, max_age=None)
+            resp.headers["X-Tuggle-Object-Id"] = meta.id
+            return resp
+        if req.method == "HEAD":
+            return Response(status=200, headers={**self.object_headers(meta), "Content-Length": str(meta.size)})
+        if internal:
+            # Peers are served from local bytes only: never start a fetch chain for them.
+            return text(f"{name} is not held on this node", 404)
+        return self.stream_fetch(req, meta)
+
+    def serve_to_peer(self, req: Request, meta: ObjectMeta, path) -> Response:
+        """Peer reads: rate-limited by serve_rate, and a full read re-checks our copy."""
+        start, end = self.byte_range(req, meta.size)
+        f = open(path, "rb")
+
+        def body():
+            h = hashlib.sha256() if (start == 0 and end == meta.size and self.cfg.verify_on_serve) else None
+            try:
+                pos = start
+                while pos < end:
+                    block = f.read(min(256 * 1024, end - pos))
+                    if not block:
+                        break
+                    self.node.serve_bucket.take(len(block))
+                    if h is not None:
+                        h.update(block)
+                    pos += len(block)
+                    yield block
+                if h is not None and h.hexdigest() != meta.sha256:
+                    self.node.quarantine(meta, "its bytes no longer match their SHA-256 (changed on disk?)")
+            finally:
+                f.close()
+
+        return self.ranged_response(meta, start, end, req, body())
+
+    def byte_range(self, req: Request, size: int) -> tuple[int, int]:
+        rng = parse_range_header(req.headers.get("Range"))
+        if rng is None or len(rng.ranges) != 1:
+            return 0, size
+        bounds = rng.range_for_length(size)
+        if bounds is None:
+            raise RequestedRangeNotSatisfiable(length=size)
+        return bounds
+
+    def ranged_response(self, meta: ObjectMeta, start: int, end: int, req: Request, body) -> Response:
+        headers = {**self.object_headers(meta), "Content-Length": str(end - start)}
+        status = 200
+        if (start, end) != (0, meta.size):
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{meta.size}"
+        return Response(body if req.method != "HEAD" else b"", status=status, headers=headers,
+                        direct_passthrough=True)
+
+    def stream_fetch(self, req: Request, meta: ObjectMeta) -> Response:
+        start, end = self.byte_range(req, meta.size)
+        download = self.node.prefetch(meta)
+        if download is None:  # landed between our checks
+            return self.get(req, meta.name)
+        try:
+            download.wait_started(self.cfg.fetch_timeout)
+        except DownloadFailed as exc:
+            return text(str(exc), exc.status)
+        return self.ranged_response(meta, start, end, req, download.read(start, end))
+
+    def graph(self, req: Request, name: str) -> Response:
+        if self.node.kv.get(name) is None:
+            return text(f"{name} not found", 404)
+        dot = to_dot(name, self.node.kv.edges(name))
+        fmt = req.args.get("format", "dot")
+        if fmt == "dot":
+            return Response(dot, mimetype="text/vnd.graphviz")
+        if fmt not in FORMATS:
+            return text(f"unknown graph format {fmt!r}: use dot, svg or png", 400)
+        try:
+            return Response(render(dot, fmt), mimetype=FORMATS[fmt])
+        except DotMissing as exc:
+            return text(str(exc), 501)
+
+    # -- node-local control -----------------------------------------------------
+    def control(self, req: Request, what: str) -> Response:
+        if what == "status" and req.method == "GET":
+            return as_json(self.node.status())
+        if not self.write_allowed(req):
+            return self.forbidden(req)
+        if req.method != "POST":
+            return text("control endpoints take POST", 405, Allow="POST")
+        if what == "reconcile":
+            return as_json(self.node.reconcile())
+        verb, _, name = what.partition("/")
+        try:
+            check_name(name)
+        except BadName as exc:
+            return text(str(exc), 400)
+        version = req.args.get("version")
+        if verb == "prefetch":
+            meta = self.node.kv.get(name)
+            if meta is None or (version and meta.version != version):
+                return text(f"{name} (version {version}) is not in Consul any more", 404)
+            started = self.node.prefetch(meta) is not None
+            return text(f"prefetch of {name} {'started' if started else 'not needed: held here'}", 202)
+        if verb == "drop":
+            dropped = self.node.drop_local(name, version)
+            return text(f"{name}: {'removed' if dropped else 'not held here'}", 200)
+        return text(f"unknown control endpoint /_tuggle/{what}", 404)

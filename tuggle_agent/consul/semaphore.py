@@ -1,0 +1,117 @@
+"""Consul KV semaphore, wire-compatible with the Go `api.Semaphore` (consul-semantics 4.4).
+
+Bounds how many fetches run against one source node cluster-wide.  A contender key
+`<prefix>/<session>` is locked by a TTL session with behaviour `delete`, so a crashed
+holder's key vanishes when its session expires and the next contender prunes it
+from `<prefix>/.lock`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import consul
+
+from .client import consul_errors
+from .session import RenewedSession
+
+FLAGS = 16210313421097356768  # SemaphoreFlagValue, shared with Go clients
+
+
+class SemaphoreConflict(RuntimeError):
+    pass
+
+
+class Semaphore:
+    def __init__(self, client: consul.Consul, prefix: str, limit: int, session_ttl: float = 15.0):
+        self.c = client
+        self.prefix = prefix.rstrip("/")
+        self.limit = limit
+        self.session_ttl = session_ttl
+        self.session: RenewedSession | None = None
+
+    @property
+    def lock_key(self) -> str:
+        return f"{self.prefix}/.lock"
+
+    def acquire(self, wait: float) -> bool:
+        """Take a slot, blocking on Consul up to `wait` seconds for one to free up."""
+        self.session = RenewedSession(self.c, "tuggle-agent fetch slot", self.session_ttl, "delete")
+        sid = self.session.id
+        try:
+            with consul_errors(self.c, f"acquiring a slot of {self.prefix}"):
+                if not self.c.kv.put(f"{self.prefix}/{sid}", b"", acquire=sid, flags=FLAGS):
+                    raise SemaphoreConflict(f"could not lock contender key {self.prefix}/{sid}")
+                if self._take_slot(sid, time.monotonic() + wait):
+                    return True
+        except BaseException:
+            self._drop_contender()
+            raise
+        self._drop_contender()
+        return False
+
+    def _take_slot(self, sid: str, deadline: float) -> bool:
+        index = None
+        while True:
+            remaining = deadline - time.monotonic()
+            if index is not None and remaining <= 0:
+                return False
+            wait = f"{max(1, int(remaining))}s" if index is not None else None
+            index, entries = self.c.kv.get(self.prefix, recurse=True, index=index, wait=wait)
+            lock_entry, holders = self._read_lock(entries or [])
+            if len(holders) >= self.limit:
+                continue
+            holders[sid] = True
+            body = json.dumps({"Limit": self.limit, "Holders": dict(sorted(holders.items()))},
+                              separators=(",", ":")).encode()
+            cas = lock_entry["ModifyIndex"] if lock_entry else 0
+            if self.c.kv.put(self.lock_key, body, cas=cas, flags=FLAGS):
+                return True
+            index = None  # lost a CAS race: re-read at once
+
+    def _read_lock(self, entries: list[dict]) -> tuple[dict | None, dict[str, bool]]:
+        lock_entry = next((e for e in entries if e["Key"] == self.lock_key), None)
+        holders: dict[str, bool] = {}
+        if lock_entry is not None:
+            if int(lock_entry.get("Flags") or 0) != FLAGS:
+                raise SemaphoreConflict(f"{self.lock_key} exists but is not a semaphore (flags differ)")
+            if lock_entry.get("Value"):
+                state = json.loads(lock_entry["Value"])
+                if int(state.get("Limit", self.limit)) != self.limit:
+                    raise SemaphoreConflict(f"semaphore limit conflict (lock: {state.get('Limit')}, local: {self.limit})")
+                holders = dict(state.get("Holders") or {})
+        live = {e.get("Session") for e in entries if e.get("Session")}
+        return lock_entry, {h: True for h in holders if h in live}
+
+    def release(self) -> None:
+        if self.session is None:
+            return
+        sid = self.session.id
+        try:
+            with consul_errors(self.c, f"releasing a slot of {self.prefix}"):
+                for _ in range(20):
+                    _, entry = self.c.kv.get(self.lock_key)
+                    if entry is None or not entry.get("Value"):
+                        break
+                    state = json.loads(entry["Value"])
+                    holders = state.get("Holders") or {}
+                    if sid not in holders:
+                        break
+                    del holders[sid]
+                    state["Holders"] = dict(sorted(holders.items()))
+                    if self.c.kv.put(self.lock_key, json.dumps(state, separators=(",", ":")).encode(),
+                                     cas=entry["ModifyIndex"], flags=FLAGS):
+                        break
+        finally:
+            self._drop_contender()
+
+    def _drop_contender(self) -> None:
+        if self.session is None:
+            return
+        try:
+            self.c.kv.delete(f"{self.prefix}/{self.session.id}")
+        except Exception:  # the session's destroy deletes it anyway (behaviour delete)
+            pass
+        self.session.close()
+        self.session = None

@@ -1,0 +1,107 @@
+"""One in-flight fetch of one object, shared by everyone who wants its bytes.
+
+The fetch thread appends bytes to a temp file and advances `verified` one piece
+at a time, after the piece matched its digest; the last piece is released only
+once the whole-object SHA-256 matched too.  Readers (a client GET streamed while
+the fetch runs, or a peer reading from this partial holder) never see a byte
+beyond `verified`.  If the fetch fails, readers get an exception at the edge of
+what was verified, which the HTTP layer turns into a connection closed before
+Content-Length: a broken transfer, never a silently corrupt file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+from .metadata import ObjectMeta
+
+
+class DownloadFailed(RuntimeError):
+    """The fetch ended without a verified copy; `status` is the HTTP answer to give."""
+
+    def __init__(self, message: str, status: int = 502):
+        super().__init__(message)
+        self.status = status
+
+
+class Download:
+    def __init__(self, meta: ObjectMeta, temp_path: Path):
+        self.meta = meta
+        self.temp_path = temp_path
+        self.started_at = time.time()
+        self.source = ""
+        self.verified = 0
+        self.done = False
+        self.cancelled = False
+        self.error: DownloadFailed | None = None
+        self._cond = threading.Condition()
+        self._fd = os.open(temp_path, os.O_RDONLY)  # survives rename and unlink
+
+    # -- writer side ------------------------------------------------------
+    def advance(self, verified: int) -> None:
+        with self._cond:
+            self.verified = verified
+            self._cond.notify_all()
+
+    def finish(self, error: DownloadFailed | None = None) -> None:
+        with self._cond:
+            self.done = True
+            self.error = error
+            if error is None:
+                self.verified = self.meta.size
+            self._cond.notify_all()
+
+    @property
+    def ok(self) -> bool:
+        return self.done and self.error is None
+
+    # -- reader side ------------------------------------------------------
+    def wait_for_bytes(self, past: int, timeout: float | None = None) -> int:
+        """Block until more than `past` bytes are verified (or the end); returns the count."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self.verified <= past and not self.done:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._cond.wait(left if left is not None else 1.0)
+            if self.verified <= past and self.error is not None:
+                raise self.error
+            return self.verified
+
+    def wait_started(self, timeout: float) -> None:
+        """Until the first verified bytes, the end, or timeout; raises the failure if it failed
+        before any byte, so an HTTP answer can still carry a proper status code."""
+        if self.meta.size:
+            self.wait_for_bytes(0, timeout)
+        else:
+            with self._cond:
+                self._cond.wait_for(lambda: self.done, timeout)
+                if self.error is not None:
+                    raise self.error
+
+    def read(self, start: int, end: int, chunk: int = 256 * 1024) -> Iterator[bytes]:
+        """Verified bytes [start, end), waiting for them as they arrive."""
+        pos = start
+        while pos < end:
+            avail = min(self.wait_for_bytes(pos), end)
+            while pos < avail:
+                data = os.pread(self._fd, min(chunk, avail - pos), pos)
+                if not data:
+                    raise DownloadFailed("temp file shorter than verified length")
+                pos += len(data)
+                yield data
+
+    def close(self) -> None:
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
+
+    def __del__(self):
+        # Readers may outlive the fetch thread; the fd goes when the last one lets go.
+        self.close()

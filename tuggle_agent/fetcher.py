@@ -1,0 +1,246 @@
+"""Fetching an object from the cluster: nearest holder, per-source slots, verified pieces.
+
+One fetch per object per node (single flight): concurrent GETs and prefetches of
+the same object share one Download.  Different objects fetch in parallel.  Each
+fetch walks holders nearest-first (random among the `nearest` closest), takes a
+slot of the source's Consul semaphore so no source feeds more than
+`max_fetch_per_source` fetchers cluster-wide, and pulls with HTTP Range from the
+first byte not yet verified, so a source that dies, stalls or lies costs only the
+piece in flight.  The whole fetch is bounded by `fetch_timeout`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import requests
+
+from .config import Config
+from .consul.client import ConsulUnavailable
+from .consul.health import Holder, HolderFinder
+from .consul.kv import Edge, ObjectsKV
+from .consul.semaphore import Semaphore
+from .download import Download, DownloadFailed
+from .hooks import hook_env, run_hooks
+from .metadata import ObjectMeta, PieceList, PieceMismatch, Verifier
+from .progress import Progress
+from .ratelimit import TokenBucket
+from .store import LocalStore
+
+log = logging.getLogger(__name__)
+
+INTERNAL_HEADER = "X-Tuggle-Internal"
+CHUNK = 256 * 1024
+
+
+class SourceError(Exception):
+    """This holder could not give us (more) good bytes; try another."""
+
+
+class CorruptSource(SourceError):
+    pass
+
+
+@dataclass
+class FetchContext:
+    """What a fetch needs from the node: Consul pieces, identity, policy."""
+    config: Config
+    store: LocalStore
+    kv: ObjectsKV
+    finder: HolderFinder
+    node: str
+    semaphore: Callable[[str], Semaphore]
+    on_complete: Callable[[ObjectMeta, str], None]  # tag as holder, record edge, ...
+
+
+class Fetcher:
+    def __init__(self, ctx: FetchContext):
+        self.ctx = ctx
+        self.cfg = ctx.config
+        self.bucket = TokenBucket(self.cfg.fetch_rate)
+        self._active: dict[str, Download] = {}
+        self._lock = threading.Lock()
+        self._http = requests.Session()
+
+    def active(self, name: str) -> Download | None:
+        with self._lock:
+            return self._active.get(name)
+
+    def snapshot(self) -> list[Download]:
+        with self._lock:
+            return list(self._active.values())
+
+    def ensure(self, meta: ObjectMeta) -> Download:
+        """The running fetch of this exact object version, or a new one."""
+        with self._lock:
+            d = self._active.get(meta.name)
+            if d is not None and d.meta.version == meta.version and not d.done:
+                return d
+            temp, f = self.ctx.store.temp_file(meta.name, "fetch")
+            d = Download(meta, temp)
+            self._active[meta.name] = d
+        threading.Thread(target=self._run, args=(d, f), name=f"fetch-{meta.name}", daemon=True).start()
+        return d
+
+    def cancel(self, name: str) -> None:
+        """A DELETE arrived: the running fetch must not land the old copy."""
+        with self._lock:
+            d = self._active.get(name)
+        if d is not None:
+            d.cancelled = True
+
+    # -- the fetch thread -------------------------------------------------
+    def _run(self, d: Download, f) -> None:
+        meta = d.meta
+        try:
+            with f:
+                self._pre_hooks(meta)
+                pieces = self.ctx.kv.pieces(meta)
+                if pieces is None:
+                    raise DownloadFailed(f"{meta.name}: piece digests missing in Consul KV; it was deleted or replaced", 404)
+                self._pull_all(d, f, pieces)
+                f.flush()
+                os.fsync(f.fileno())
+            with self.ctx.store.lock:
+                self._check_cancelled(d)
+                current = self.ctx.kv.get(meta.name)
+                if current is None or current.version != meta.version:
+                    raise DownloadFailed(f"{meta.name} was deleted or replaced during the fetch", 404)
+                self.ctx.store.commit(d.temp_path, meta, d.source)
+            d.finish()
+            log.info("fetched %s (%d bytes) from %s: verified sha256 %s", meta.name, meta.size, d.source, meta.sha256[:16])
+            self.ctx.on_complete(meta, d.source)
+            self.ctx.kv.add_edge(meta.name, Edge(d.source, self.ctx.node, d.started_at, time.time(),
+                                                 time.time() - d.started_at))
+        except DownloadFailed as exc:
+            log.error("fetch of %s failed: %s", meta.name, exc)
+            d.finish(exc)
+        except ConsulUnavailable as exc:
+            log.error("fetch of %s failed: %s", meta.name, exc)
+            d.finish(DownloadFailed(str(exc), 503))
+        except Exception as exc:  # never leave readers waiting on a dead thread
+            log.exception("fetch of %s failed unexpectedly", meta.name)
+            d.finish(DownloadFailed(f"internal error: {exc}", 500))
+        finally:
+            d.temp_path.unlink(missing_ok=True)
+            with self._lock:
+                if self._active.get(meta.name) is d:
+                    del self._active[meta.name]
+
+    def _pre_hooks(self, meta: ObjectMeta) -> None:
+        hooks = self.cfg.hooks["pre_download"]
+        if not hooks:
+            return
+        env = hook_env(meta, self.ctx.store.path(meta.name), self.ctx.node)
+        for r in run_hooks("pre_download", hooks, meta, env):
+            if not r.ok:
+                raise DownloadFailed(f"download of {meta.name} vetoed by pre_download {r.describe()}", 503)
+
+    def _pull_all(self, d: Download, f, pieces: PieceList) -> None:
+        meta = d.meta
+        try:
+            verifier = Verifier(meta, pieces)
+        except PieceMismatch as exc:
+            raise DownloadFailed(str(exc), 502) from None
+        deadline = time.monotonic() + self.cfg.fetch_timeout
+        bad: set[str] = set()       # sent bytes that failed verification: never again this fetch
+        failures: dict[str, int] = {}
+        attempt = 0
+        progress = Progress(log, f"fetching {meta.name}", meta.size, self.cfg.progress_interval)
+        while not verifier.complete:
+            if time.monotonic() >= deadline:
+                raise DownloadFailed(f"{meta.name}: no complete copy within fetch_timeout "
+                                     f"({self.cfg.fetch_timeout:g}s); {verifier.verified} of {meta.size} bytes verified", 504)
+            self._check_cancelled(d)
+            holders = [h for h in self.ctx.finder.holders(meta.id, self.ctx.node) if h.node not in bad]
+            if not holders:
+                if attempt == 0 and not bad:
+                    raise DownloadFailed(f"{meta.name}: no node holds a verified copy (no passing holder in Consul)", 404)
+                attempt += 1
+                self._backoff(attempt, deadline, f"no usable holder of {meta.name}")
+                continue
+            holder = self._choose(holders, failures)
+            sem = self.ctx.semaphore(holder.node)
+            if not sem.acquire(wait=min(2.0 + random.random(), max(0.0, deadline - time.monotonic()))):
+                attempt += 1
+                log.info("all %d fetch slots of %s are busy; looking again", self.cfg.max_fetch_per_source, holder.node)
+                continue
+            try:
+                d.source = holder.node
+                self._pull(d, f, holder, verifier, progress)
+            except CorruptSource as exc:
+                bad.add(holder.node)
+                log.error("%s; discarding its bytes and using another holder", exc)
+                verifier.rewind(f)
+            except SourceError as exc:
+                failures[holder.node] = failures.get(holder.node, 0) + 1
+                attempt += 1
+                log.warning("%s; resuming from byte %d with another holder", exc, verifier.verified)
+                verifier.rewind(f)
+            finally:
+                sem.release()
+        log.info("fetched %s from %s: %s", meta.name, d.source, progress.summary())
+
+    def _check_cancelled(self, d: Download) -> None:
+        if d.cancelled:
+            raise DownloadFailed(f"{d.meta.name} was deleted during the fetch", 404)
+
+    def _choose(self, holders: list[Holder], failures: dict[str, int]) -> Holder:
+        # Fewest failures first, then nearest; random among the `nearest` best spreads load.
+        fewest = min(failures.get(h.node, 0) for h in holders)
+        best = [h for h in holders if failures.get(h.node, 0) == fewest][: self.cfg.nearest]
+        return random.choice(best)
+
+    def _backoff(self, attempt: int, deadline: float, why: str) -> None:
+        delay = min(5.0, 0.2 * 2 ** min(attempt, 5)) * (0.5 + random.random())
+        delay = max(0.0, min(delay, deadline - time.monotonic()))
+        log.info("%s; retrying in %.1fs", why, delay)
+        time.sleep(delay)
+
+    def _pull(self, d: Download, f, holder: Holder, verifier: Verifier, progress: Progress) -> None:
+        """Stream from one holder from the first unverified byte; raises SourceError to move on."""
+        meta = d.meta
+        offset = verifier.received
+        headers = {INTERNAL_HEADER: self.ctx.node}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        try:
+            with self._http.get(f"{holder.url}/{meta.name}", headers=headers, stream=True,
+                                timeout=(5.0, self.cfg.stall_timeout)) as r:
+                if r.status_code == 206 and r.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+                    skip = 0
+                elif r.status_code == 200:
+                    skip = offset  # the holder ignored Range: drop what we already have
+                else:
+                    raise SourceError(f"{holder.node} answered {r.status_code} for {meta.name}")
+                if r.headers.get("ETag", "").strip('"') not in ("", meta.etag):
+                    raise CorruptSource(f"{holder.node} holds another version of {meta.name}")
+                for chunk in r.raw.stream(CHUNK, decode_content=False):
+                    if skip:
+                        cut = min(skip, len(chunk))
+                        chunk, skip = chunk[cut:], skip - cut
+                    if not chunk:
+                        continue
+                    self._check_cancelled(d)
+                    self.bucket.take(len(chunk))
+                    f.write(chunk)
+                    before = verifier.verified
+                    try:
+                        verifier.feed(chunk)
+                    except PieceMismatch as exc:
+                        raise CorruptSource(f"{exc} (sent by {holder.node})") from None
+                    if verifier.verified != before:
+                        f.flush()  # readers pread the file: verified bytes must be in it
+                        d.advance(verifier.verified)
+                    progress.update(verifier.received)
+                verifier.finish_empty()
+                if not verifier.complete:
+                    raise SourceError(f"{holder.node} closed the stream at byte {verifier.received} of {meta.size}")
+        except requests.exceptions.RequestException as exc:
+            raise SourceError(f"transfer of {meta.name} from {holder.node} broke ({exc.__class__.__name__})") from exc

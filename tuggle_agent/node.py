@@ -1,0 +1,262 @@
+"""One tuggle-agent node: its Consul identity, local store, fetcher, and the
+operations the HTTP front and the watch handlers call (upload, delete, drop,
+prefetch, reconcile)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import time
+from typing import BinaryIO
+
+from .config import Config
+from .consul.agent import HolderService
+from .consul.client import ConsulUnavailable, make_client
+from .consul.event import fire
+from .consul.health import HolderFinder
+from .consul.kv import ObjectsKV
+from .consul.semaphore import Semaphore
+from .download import Download
+from .fetcher import FetchContext, Fetcher
+from .hooks import hook_env, run_hooks
+from .metadata import Digester, ObjectMeta, PieceList, SyncSpec, piece_size_for
+from .names import check_name
+from .progress import Progress
+from .ratelimit import TokenBucket
+from .store import LocalStore
+
+log = logging.getLogger(__name__)
+
+
+class UploadError(Exception):
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class Node:
+    def __init__(self, config: Config):
+        self.cfg = config
+        self.client = make_client(config.consul_address, config.consul_token)
+        ns = config.namespace
+        self.kv = ObjectsKV(self.client, ns)
+        self.finder = HolderFinder(self.client, ns)
+        self.service = HolderService(self.client, ns, config.port, config.advertise_address,
+                                     config.check_interval, config.check_timeout)
+        self.store = LocalStore(config.data_dir)
+        self.name = ""
+        self.fetcher: Fetcher | None = None
+        self.serve_bucket = TokenBucket(config.serve_rate)
+
+    # -- start-up -------------------------------------------------------------
+    def start(self, consul_wait: float = 60.0) -> None:
+        self.name = self._wait_for_consul(consul_wait)
+        removed = self.store.clean_temp()
+        if removed:
+            log.info("removed %d leftover temp files of an earlier run", removed)
+        self.fetcher = Fetcher(FetchContext(
+            config=self.cfg, store=self.store, kv=self.kv, finder=self.finder, node=self.name,
+            semaphore=lambda source: Semaphore(self.client, f"{self.cfg.namespace}.lock/{source}",
+                                               self.cfg.max_fetch_per_source),
+            on_complete=self._fetched))
+        self.reconcile(register=True)
+
+    def _wait_for_consul(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        delay = 0.2
+        while True:
+            try:
+                return self.service.node_name()
+            except ConsulUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("%s Retrying in %.1fs.", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def reconcile(self, register: bool = False) -> dict:
+        """Make the node agree with KV: drop copies whose object is gone or changed,
+        advertise the rest, and prefetch objects marked for sync on this node."""
+        metas = {m.name: m for m in self.kv.list()}
+        kept, dropped = set(), []
+        with self.store.lock:
+            for name in self.store.names() + self.store.orphan_sidecars():
+                local = self.store.get(name)
+                meta = metas.get(name)
+                if local is not None and meta is not None and local.meta.version == meta.version \
+                        and local.meta.sha256 == meta.sha256:
+                    kept.add(meta.id)
+                    continue
+                if self.fetcher and self.fetcher.active(name):
+                    continue  # a fetch in progress owns this name
+                self._drop(name, local.meta if local else None,
+                           "its object is gone from Consul" if meta is None else "Consul holds another version")
+                dropped.append(name)
+        tags = set() if self.cfg.fetch_only else kept
+        if register:
+            self.service.register(tags)
+        else:
+            self.service.register(tags | (self.service.tags & kept))
+        started = [m.name for m in metas.values() if m.sync and self.sync_applies(m.sync)
+                   and m.id not in kept and self.prefetch(m) is not None]
+        return {"kept": len(kept), "dropped": dropped, "prefetching": started}
+
+    def sync_applies(self, sync: SyncSpec) -> bool:
+        """The same node/service/tag regex rules Consul applies to filtered events."""
+        if sync.node and not re.match(sync.node, self.name):
+            return False
+        if sync.service:
+            if not re.match(sync.service, self.cfg.namespace):
+                return False
+            if sync.tag and not any(re.match(sync.tag, t) for t in self.service.tags):
+                return False
+        return True
+
+    # -- objects --------------------------------------------------------------
+    def upload(self, name: str, body: BinaryIO, length: int | None, content_type: str) -> ObjectMeta:
+        check_name(name)
+        if self.kv.get(name) is not None:
+            raise UploadError(f"{name} already exists; objects are immutable: DELETE it first or choose a new name", 409)
+        piece = piece_size_for(length or 0) if length is not None else piece_size_for(self.cfg.max_upload_size)
+        digester = Digester(piece)
+        temp, f = self.store.temp_file(name, "upload")
+        try:
+            with f:
+                progress = Progress(log, f"receiving {name}", length or 0, self.cfg.progress_interval)
+                while True:
+                    want = 1 << 20 if length is None else min(1 << 20, length - digester.size)
+                    if want <= 0:
+                        break
+                    block = body.read(want)
+                    if not block:
+                        break
+                    f.write(block)
+                    digester.update(block)
+                    progress.update(digester.size)
+                if length is not None and digester.size < length:
+                    raise UploadError(f"upload of {name} truncated: got {digester.size} of {length} bytes; nothing stored", 400)
+                f.flush()
+                os.fsync(f.fileno())
+            sha, digests = digester.finish()
+            meta = ObjectMeta(name=name, size=digester.size, sha256=sha, content_type=content_type, piece_size=piece)
+            with self.store.lock:
+                self.store.commit(temp, meta, self.name)
+                try:
+                    created = self.kv.create(meta, PieceList(piece, digests))
+                except ConsulUnavailable:
+                    self.store.remove(name)
+                    raise
+                if not created:
+                    self.store.remove(name)
+                    raise UploadError(f"{name} already exists (created concurrently); nothing changed", 409)
+            if not self.cfg.fetch_only:
+                self.service.add(meta.id)
+            log.info("stored %s: %s, sha256 %s", name, progress.summary(), sha)
+            return meta
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise UploadError(f"no space left in {self.cfg.data_dir} for {name}; free space or raise the disk; nothing stored", 507) from None
+            raise
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def delete(self, name: str) -> ObjectMeta | None:
+        meta = self.kv.get(name)
+        if meta is None:
+            return None
+        self.kv.delete(meta)
+        event_id = fire(self.client, self.cfg.namespace, "DELETE", meta.version, meta.id)
+        log.info("deleted %s (version %s) from Consul; DELETE event %s fired", name, meta.version, event_id)
+        self.drop_local(name, meta.version)
+        return meta
+
+    def drop_local(self, name: str, version: str | None = None) -> bool:
+        """Stop advertising and remove the local copy (of `version` only, if given)."""
+        if self.fetcher:
+            active = self.fetcher.active(name)
+            if active is not None and (version is None or active.meta.version == version):
+                self.fetcher.cancel(name)
+        with self.store.lock:
+            local = self.store.get(name)
+            if local is None or (version is not None and local.meta.version != version):
+                if local is None:
+                    self.store.remove(name)  # debris without a valid sidecar
+                return False
+            self._drop(name, local.meta, "it was deleted")
+            return True
+
+    def _drop(self, name: str, meta: ObjectMeta | None, why: str) -> None:
+        if meta is not None:
+            self.service.remove(meta.id)
+        path = self.store.path(name)
+        self.store.remove(name)
+        log.info("removed local copy of %s: %s", name, why)
+        if meta is not None and self.cfg.hooks["post_delete"]:
+            run_hooks("post_delete", self.cfg.hooks["post_delete"], meta, hook_env(meta, path, self.name))
+
+    def prefetch(self, meta: ObjectMeta) -> Download | None:
+        local = self.store.get(meta.name)
+        if local is not None and local.meta.version == meta.version:
+            return None
+        assert self.fetcher is not None
+        return self.fetcher.ensure(meta)
+
+    def sync(self, name: str, node: str = "", service: str = "", tag: str = "") -> ObjectMeta | None:
+        """Mark for sync in KV (durable) and fire FETCH (fast); filters are Consul's."""
+        for _ in range(10):
+            meta, index = self.kv.get_with_index(name)
+            if meta is None:
+                return None
+            meta.sync = SyncSpec(node, service, tag, requested_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            if self.kv.update(meta, index):
+                break
+        else:
+            raise ConsulUnavailable(f"could not mark {name} for sync: it kept changing under us")
+        fire(self.client, self.cfg.namespace, "FETCH", meta.version, meta.id, node=node, service=service, tag=tag)
+        return meta
+
+    def _fetched(self, meta: ObjectMeta, source: str) -> None:
+        hooks = self.cfg.hooks["post_download"]
+        if hooks:
+            path = self.store.path(meta.name)
+            results = run_hooks("post_download", hooks, meta, hook_env(meta, path, self.name, source))
+            failed = [r for r in results if not r.ok]
+            self.store.set_status(meta.name, post_download="failed" if failed else "ok",
+                                  post_download_error=failed[0].describe() if failed else "")
+            if failed and self.cfg.post_download_failure == "discard":
+                with self.store.lock:
+                    self.store.remove(meta.name)
+                log.warning("discarded %s after its post_download hook failed (post_download_failure: discard)", meta.name)
+                return
+        if not self.cfg.fetch_only:
+            self.service.add(meta.id)
+
+    def quarantine(self, meta: ObjectMeta, why: str) -> None:
+        """Our own copy went bad: stop advertising it and delete it; peers go elsewhere."""
+        with self.store.lock:
+            local = self.store.get(meta.name)
+            if local is not None and local.meta.version == meta.version:
+                log.error("local copy of %s is corrupt: %s; removing it", meta.name, why)
+                self._drop(meta.name, meta, "its copy was corrupt")
+
+    def status(self) -> dict:
+        local = []
+        for name in self.store.names():
+            obj = self.store.get(name)
+            if obj is not None:
+                local.append({"name": name, "version": obj.meta.version, "size": obj.meta.size,
+                              "sha256": obj.meta.sha256, "source": obj.source, "status": obj.status})
+        fetching = []
+        if self.fetcher:
+            for d in self.fetcher.snapshot():
+                fetching.append({"name": d.meta.name, "version": d.meta.version, "size": d.meta.size,
+                                 "verified": d.verified, "source": d.source})
+        return {"node": self.name, "fetch_only": self.cfg.fetch_only, "objects": local, "fetching": fetching}
+
+    def close(self) -> None:
+        try:
+            self.service.deregister()
+        except ConsulUnavailable as exc:
+            log.warning("%s", exc)

@@ -1,0 +1,96 @@
+"""`tuggle-agent serve`: one node's HTTP front on waitress."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import tempfile
+
+import click
+import waitress
+
+from .app import TuggleApp
+from .config import ConfigError, load_config
+from .consul.client import ConsulUnavailable
+from .node import Node
+
+log = logging.getLogger("tuggle_agent")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def config_options(f):
+    """Flags shared by the commands that load config/tuggle.yaml; flags beat the file."""
+    opts = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="TUGGLE_CONFIG",
+                     help="YAML config file (see config/tuggle.yaml for every key)."),
+        click.option("--data-dir", help="Where objects are stored [./data]."),
+        click.option("--port", type=int, help="HTTP port [8900]."),
+        click.option("--bind", help="Listen address [0.0.0.0]."),
+        click.option("--namespace", help="Consul service / KV prefix / event name [tuggle]."),
+        click.option("--consul", "consul_address", help="Consul agent host:port [CONSUL_HTTP_ADDR or 127.0.0.1:8500]."),
+        click.option("--fetch-rate", help="Download cap for the whole node: unlimited, 50MB, 1.5GiB ..."),
+        click.option("--serve-rate", help="Upload-to-peers cap for the whole node."),
+        click.option("--fetch-timeout", help="Give up a fetch after this long [10m]."),
+        click.option("--fetch-only/--no-fetch-only", "--slave", default=None,
+                     help="Refuse PUT and never advertise as a holder (--slave: Go tuggle's name)."),
+        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def load_from_flags(config_path, **flags):
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    if "consul_address" in overrides:
+        overrides["consul.address"] = overrides.pop("consul_address")
+    try:
+        return load_config(config_path, overrides)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.command("serve")
+@config_options
+def serve_command(config_path, **flags):
+    """Run this node's tuggle-agent: the HTTP API on port 8900.
+
+    \b
+    Examples:
+      tuggle-agent serve                                   # ./data, port 8900, Consul at 127.0.0.1:8500
+      tuggle-agent serve --config /etc/tuggle-agent.yaml
+      tuggle-agent serve --data-dir /var/lib/tuggle --fetch-rate 50MB --fetch-only
+      CONSUL_HTTP_ADDR=10.0.0.5:8500 tuggle-agent serve --namespace deploy
+    """
+    cfg = load_from_flags(config_path, **flags)
+    setup_logging(cfg.log_level)
+    node = Node(cfg)
+    try:
+        node.start()
+    except ConsulUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    # waitress spools big request bodies to temp files: keep them on the data disk.
+    tempfile.tempdir = str(node.store.tmp)
+    server = waitress.create_server(
+        TuggleApp(node), host=cfg.bind, port=cfg.port, threads=cfg.threads,
+        max_request_body_size=cfg.max_upload_size, channel_timeout=max(120, int(cfg.fetch_timeout) + 60),
+        connection_limit=max(100, cfg.threads * 4), ident="tuggle-agent")
+
+    def stop(signum, frame):
+        log.info("signal %d: deregistering and stopping", signum)
+        node.close()
+        server.close()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("tuggle-agent node %s serving %s on %s:%d (namespace %s, data %s)",
+             node.name, "fetch-only" if cfg.fetch_only else "read/write", cfg.bind, cfg.port, cfg.namespace, cfg.data_dir)
+    print(f"tuggle-agent ready: node {node.name} http://{cfg.bind}:{cfg.port}", flush=True)
+    server.run()
