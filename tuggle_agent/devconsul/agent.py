@@ -1,0 +1,334 @@
+"""One simulated Consul agent: node identity, local services and checks,
+event buffer, watch plans and HTTP listener, and its lifecycle.
+
+Local state is kept in memory only: a restarted agent comes back with no
+services, checks or events (like an agent without a data dir), syncs that
+emptiness to the catalog and re-reads its config dirs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .catalog import CONSUL_VERSION, node_record
+from .checks import TTLCheck, make_runner
+from .codec import Fields
+from .config import load_watches
+from .coordinate import zone_coordinate
+from .event import EventBuffer, accepts, topic
+from .handler import ProcessGroup, make_handler
+from .request import HTTPError
+from .server import NodeServer
+from .state import StateError
+from .structs import CheckDef, health_check, parse_check, parse_service
+from .watch import Plan
+
+if TYPE_CHECKING:
+    from .cluster import DevCluster
+    from .timers import Timer
+
+ADDRESS = "127.0.0.1"
+SERF_CHECK = CheckDef("serfHealth", "Serf Health Status", "")
+SERF_ALIVE, SERF_DEAD = "Agent alive and reachable", "Agent not live or unreachable"
+MEMBER_ALIVE, MEMBER_FAILED = 1, 4
+# Fictional server RPC / serf LAN ports (nothing listens on them), spaced by
+# 10 per node so that no two nodes share one.
+SERVER_PORT_BASE, SERF_PORT_BASE, PORT_STRIDE = 8300, 8301, 10
+
+
+@dataclass
+class LocalCheck:
+    definition: CheckDef
+    status: str
+    output: str
+    runner: object | None = None
+    deferred: Timer | None = None  # pending catalog sync of an output-only change
+
+
+class Agent:
+    def __init__(self, cluster: DevCluster, number: int, port: int, zone: int, member: int):
+        self.cluster = cluster
+        self.number = number
+        self.name = f"node{number}"
+        self.port = port
+        self.address = ADDRESS
+        self.zone = zone
+        self.node_id = str(uuid.uuid4())
+        self.server_port = SERVER_PORT_BASE + PORT_STRIDE * (number - 1)
+        self.serf_port = SERF_PORT_BASE + PORT_STRIDE * (number - 1)
+        self.server_addr = f"{ADDRESS}:{self.server_port}"
+        self.initial_coordinate = zone_coordinate(zone, member)
+        self.log = logging.getLogger(f"tuggle_agent.devconsul.{self.name}")
+        self.store = cluster.store
+        self.kv, self.sessions, self.catalog = cluster.kv, cluster.sessions, cluster.catalog
+        self.timings = cluster.timings
+        self.events = EventBuffer()
+        self.services: dict[str, dict] = {}
+        self.checks: dict[str, LocalCheck] = {}
+        self.procs = ProcessGroup()
+        self.plans: list[Plan] = []
+        self.server: NodeServer | None = None
+        self.running = False
+
+    @property
+    def http_addr(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"<devconsul agent {self.name} {self.http_addr} {'up' if self.running else 'down'}>"
+
+    def stopping(self) -> bool:
+        return not self.running
+
+    def config_paths(self) -> list[Path]:
+        return [Path(str(p).replace("{node}", self.name)) for p in self.cluster.config_dirs]
+
+    # -- lifecycle --------------------------------------------------------------------
+    def bind(self) -> None:
+        """Open the listening socket (before start, so ports are held early)."""
+        if self.server is None:
+            self.server = NodeServer(self)
+
+    def unbind(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def start(self) -> None:
+        specs = load_watches(self.config_paths(), self.timings.watch_http_timeout)
+        self.bind()
+        with self.store.write() as txn:
+            meta = {"consul-network-segment": "", "consul-version": CONSUL_VERSION}
+            self.catalog.ensure_node(txn, node_record(self.name, self.node_id, self.address, meta))
+            self.catalog.ensure_service(txn, self.name, self._consul_service())
+            self._set_serf(txn, alive=True)
+            if self.name not in self.store.coordinates:
+                self.store.coordinates[self.name] = dict(self.initial_coordinate)
+                txn.touch("coordinates", "coordinates")
+            self.running = True
+        self.server.serve()
+        self._start_watches(specs)
+        self.log.info("agent started on %s", self.http_addr)
+
+    def stop(self, kill: bool = False) -> None:
+        """Simulated failure: listener closed, watches and handlers ended,
+        serfHealth critical (so sessions die and services leave `passing`)."""
+        if not self.running:
+            return
+        self.running = False
+        self._stop_watches(kill=kill)
+        with self.store.lock:
+            for check in self.checks.values():
+                self._stop_runner(check)
+        self.unbind()
+        self.store.wake_all()
+        with self.store.write() as txn:
+            self._set_serf(txn, alive=False)
+        self.log.info("agent %s", "killed" if kill else "stopped")
+
+    def restart(self) -> None:
+        self.stop()
+        with self.store.write() as txn:
+            for service_id in list(self.services):
+                self._remove_service(txn, service_id)
+            for check_id in list(self.checks):
+                self._remove_check(txn, check_id)
+            self.events = EventBuffer()
+        self.start()
+
+    def reload(self) -> None:
+        """PUT /v1/agent/reload: validate the new config first (a bad config
+        keeps the old watches), then stop every plan and start all anew."""
+        specs = load_watches(self.config_paths(), self.timings.watch_http_timeout)
+        self._stop_watches(kill=False)
+        self._start_watches(specs)
+        self.log.info("reloaded: %d watch(es)", len(specs))
+
+    def reset(self) -> None:
+        """Forget local services, checks and events (cluster.reset)."""
+        with self.store.lock:
+            for check in self.checks.values():
+                self._stop_runner(check)
+            self.services.clear()
+            self.checks.clear()
+            self.events = EventBuffer()
+
+    def _start_watches(self, specs) -> None:
+        env = {**os.environ, **self.cluster.env}
+        self.plans = []
+        for spec in specs:
+            handler = make_handler(spec, env, self.procs, self.log)
+            plan = Plan(spec, self.port, handler, self.timings, self.log.getChild("watch"))
+            self.plans.append(plan)
+            plan.start()
+
+    def _stop_watches(self, kill: bool) -> None:
+        plans, self.plans = self.plans, []
+        for plan in plans:
+            plan.stop()
+        if kill:
+            self.procs.signal_all(signal.SIGKILL)
+        elif not self.running:
+            self.procs.terminate_all()
+
+    # -- catalog sync -------------------------------------------------------------------
+    def _consul_service(self) -> dict:
+        service, _ = parse_service(Fields({"Name": "consul", "Port": self.server_port}))
+        service["Meta"] = {"non_voter": "false", "raft_version": "3", "read_replica": "false", "serf_protocol_current": "2", "serf_protocol_max": "5", "serf_protocol_min": "1", "version": CONSUL_VERSION}
+        return service
+
+    def _set_serf(self, txn, alive: bool) -> None:
+        status, output = ("passing", SERF_ALIVE) if alive else ("critical", SERF_DEAD)
+        self.catalog.ensure_check(txn, health_check(self.name, SERF_CHECK, status, output, None))
+
+    def _catalog_check(self, check: LocalCheck) -> dict:
+        service = self.services.get(check.definition.service_id)
+        return health_check(self.name, check.definition, check.status, check.output, service)
+
+    # -- services -------------------------------------------------------------------------
+    def local_services(self) -> dict[str, dict]:
+        return self.services
+
+    def register_service(self, body: Fields, replace_checks: bool) -> None:
+        service, checks = parse_service(body)
+        self._check_allowed(checks)
+        with self.store.write() as txn:
+            self.services[service["ID"]] = service
+            self.catalog.ensure_service(txn, self.name, dict(service))
+            wanted = {c.check_id for c in checks}
+            if replace_checks:
+                for check_id, check in list(self.checks.items()):
+                    if check.definition.service_id == service["ID"] and check_id not in wanted:
+                        self._remove_check(txn, check_id)
+            for check in checks:
+                self._add_check(txn, check)
+
+    def deregister_service(self, service_id: str) -> None:
+        with self.store.write() as txn:
+            self._remove_service(txn, service_id)
+
+    def _remove_service(self, txn, service_id: str) -> None:
+        if self.services.pop(service_id, None) is None:
+            return
+        for check_id, check in list(self.checks.items()):
+            if check.definition.service_id == service_id:
+                self._remove_check(txn, check_id)
+        self.catalog.remove_service(txn, self.name, service_id)
+
+    # -- checks ---------------------------------------------------------------------------
+    def register_check(self, body: Fields) -> None:
+        if not body.get("Name"):
+            raise HTTPError(400, "Missing check name")
+        check = parse_check(body)
+        self._check_allowed([check])
+        with self.store.write() as txn:
+            if check.service_id and check.service_id not in self.services:
+                raise StateError(f'ServiceID "{check.service_id}" does not exist')
+            self._add_check(txn, check)
+
+    def _check_allowed(self, checks: list[CheckDef]) -> None:
+        if any(c.kind == "script" for c in checks) and not self.cluster.enable_script_checks:
+            raise HTTPError(
+                400,
+                "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' "
+                "or 'enable_local_script_checks' to true",
+            )
+
+    def _add_check(self, txn, definition: CheckDef) -> None:
+        old = self.checks.get(definition.check_id)
+        if old is not None:
+            self._stop_runner(old)
+        # Re-registering keeps the last status (Consul avoids a flap to critical).
+        status = old.status if old else (definition.status or "critical")
+        output = old.output if old else definition.output
+        check = LocalCheck(definition, status, output)
+        self.checks[definition.check_id] = check
+        self.catalog.ensure_check(txn, self._catalog_check(check))
+        check_id = definition.check_id
+        check.runner = make_runner(
+            definition, lambda s, o: self.update_check(check_id, s, o, check), self.timings, self.cluster.scheduler
+        )
+        if check.runner is not None:
+            check.runner.start()
+
+    def deregister_check(self, check_id: str) -> None:
+        with self.store.write() as txn:
+            self._remove_check(txn, check_id)
+
+    def _remove_check(self, txn, check_id: str) -> None:
+        check = self.checks.pop(check_id, None)
+        if check is None:
+            return
+        self._stop_runner(check)
+        self.catalog.remove_check(txn, self.name, check_id)
+
+    @staticmethod
+    def _stop_runner(check: LocalCheck) -> None:
+        if check.runner is not None:
+            check.runner.stop()
+        if check.deferred is not None:
+            check.deferred.cancel()
+
+    def update_check(self, check_id: str, status: str, output: str, expected: LocalCheck | None = None) -> None:
+        """Record a check result. Status changes reach the catalog at once;
+        output-only changes after check_update_interval, as Consul defers them."""
+        with self.store.write() as txn:
+            check = self.checks.get(check_id)
+            if check is None or (expected is not None and check is not expected) or not self.running:
+                return
+            status_changed = status != check.status
+            if not status_changed and output == check.output:
+                return
+            check.status, check.output = status, output
+            if status_changed:
+                self.catalog.ensure_check(txn, self._catalog_check(check))
+            elif check.deferred is None:
+                check.deferred = self.cluster.scheduler.call_later(
+                    self.timings.check_update_interval, lambda: self._sync_output(check)
+                )
+
+    def _sync_output(self, check: LocalCheck) -> None:
+        with self.store.write() as txn:
+            check.deferred = None
+            if self.checks.get(check.definition.check_id) is check and self.running:
+                self.catalog.ensure_check(txn, self._catalog_check(check))
+
+    def ttl_update(self, check_id: str, status: str, output: str) -> None:
+        with self.store.lock:
+            check = self.checks.get(check_id)
+            runner = check.runner if check else None
+        if not isinstance(runner, TTLCheck):
+            raise HTTPError(
+                404, f'Unknown check ID "{check_id}". Ensure that the check ID is passed, not the check name.'
+            )
+        runner.set_status(status, output)
+
+    def set_maintenance(self, check_id: str, name: str, service_id: str, enable: bool, reason: str) -> None:
+        """Node/service maintenance is a critical check with the reason as Notes."""
+        if not enable:
+            self.deregister_check(check_id)
+            return
+        notes = reason or (
+            "Maintenance mode is enabled for this node, but no reason was provided. This is a default message."
+            if not service_id
+            else "Maintenance mode is enabled for this service, but no reason was provided. This is a default message."
+        )
+        definition = CheckDef(check_id, name, "", service_id=service_id, notes=notes, status="critical")
+        with self.store.write() as txn:
+            self._remove_check(txn, check_id)
+            self._add_check(txn, definition)
+
+    # -- events ---------------------------------------------------------------------------
+    def receive_event(self, event: dict) -> None:
+        with self.store.lock:
+            if not self.running or not accepts(self, event):
+                return
+            if event["Name"] != "_rexec":
+                self.events.events.append(event)
+        self.store.notify({topic(self.name)})

@@ -1,0 +1,290 @@
+"""The catalog (`/v1/catalog/`): nodes, service instances and health checks.
+
+Agents push their local services and checks here synchronously (Consul's
+anti-entropy pushes registrations and status changes at once). A check going
+critical or disappearing invalidates the sessions bound to it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .codec import Fields, go_map
+from .coordinate import sort_near
+from .filter import apply_filter
+from .request import DATACENTER, HTTPError, Request, Response, Routes
+from .state import Interest, Store, Txn
+from .structs import catalog_service, health_check, node_service, parse_check, parse_service
+
+if TYPE_CHECKING:
+    from .session import Sessions
+
+TOPIC = "catalog"
+INTEREST = Interest.of(TOPIC)
+CONSUL_VERSION = "1.22.0"
+
+routes = Routes()
+
+
+def node_record(name: str, node_id: str, address: str, meta: dict | None = None) -> dict:
+    tagged = {"lan": address, "lan_ipv4": address, "wan": address, "wan_ipv4": address} if node_id else {}
+    return {
+        "ID": node_id,
+        "Node": name,
+        "Address": address,
+        "Datacenter": DATACENTER,
+        "TaggedAddresses": tagged,
+        "Meta": go_map(meta),
+        "CreateIndex": 0,
+        "ModifyIndex": 0,
+    }
+
+
+def _same(old: dict | None, new: dict) -> bool:
+    if old is None:
+        return False
+    strip = ("CreateIndex", "ModifyIndex")
+    return {k: v for k, v in old.items() if k not in strip} == {k: v for k, v in new.items() if k not in strip}
+
+
+class Catalog:
+    def __init__(self, store: Store, sessions: Sessions):
+        self.store = store
+        self.sessions = sessions
+
+    # -- writes (inside store.write()) --------------------------------------------
+    def _stamp(self, txn: Txn, table: str, old: dict | None, new: dict) -> dict | None:
+        """Give `new` its indexes unless it equals `old` (then: no write)."""
+        if _same(old, new):
+            return None
+        index = txn.touch(table, TOPIC)
+        new["CreateIndex"] = old["CreateIndex"] if old else index
+        new["ModifyIndex"] = index
+        return new
+
+    def _services_changed(self, txn: Txn, node: str, *names: str) -> None:
+        """Per-service-name indexes drive health/catalog service queries; a
+        node-level change (serfHealth) touches every service on that node."""
+        if not names:
+            names = tuple(s["Service"] for s in self.store.services.get(node, {}).values())
+        for name in names:
+            self.store.service_index[name] = txn.index
+
+    def ensure_node(self, txn: Txn, record: dict) -> None:
+        name = record["Node"]
+        stamped = self._stamp(txn, "nodes", self.store.nodes.get(name), dict(record))
+        if stamped:
+            self.store.nodes[name] = stamped
+            self.store.services.setdefault(name, {})
+            self.store.checks.setdefault(name, {})
+            self._services_changed(txn, name)
+
+    def ensure_service(self, txn: Txn, node: str, service: dict) -> None:
+        services = self.store.services[node]
+        old = services.get(service["ID"])
+        stamped = self._stamp(txn, "services", old, dict(service))
+        if stamped:
+            services[service["ID"]] = stamped
+            self._services_changed(txn, node, service["Service"], *([old["Service"]] if old else []))
+
+    def remove_service(self, txn: Txn, node: str, service_id: str) -> None:
+        service = self.store.services.get(node, {}).pop(service_id, None)
+        if service is None:
+            return
+        txn.touch("services", TOPIC)
+        for check in list(self.store.checks[node].values()):
+            if check["ServiceID"] == service_id:
+                self.remove_check(txn, node, check["CheckID"])
+        self._services_changed(txn, node, service["Service"])
+
+    def ensure_check(self, txn: Txn, check: dict) -> None:
+        node = check["Node"]
+        checks = self.store.checks[node]
+        stamped = self._stamp(txn, "checks", checks.get(check["CheckID"]), dict(check))
+        if not stamped:
+            return
+        checks[check["CheckID"]] = stamped
+        self._check_changed(txn, node, stamped)
+        if stamped["Status"] == "critical":
+            self.sessions.check_failed(txn, node, stamped["CheckID"])
+
+    def set_check_status(self, txn: Txn, node: str, check_id: str, status: str, output: str) -> None:
+        check = self.store.checks.get(node, {}).get(check_id)
+        if check is not None:
+            self.ensure_check(txn, {**check, "Status": status, "Output": output})
+
+    def remove_check(self, txn: Txn, node: str, check_id: str) -> None:
+        check = self.store.checks.get(node, {}).pop(check_id, None)
+        if check is None:
+            return
+        txn.touch("checks", TOPIC)
+        self._check_changed(txn, node, check)
+        self.sessions.check_failed(txn, node, check_id)
+
+    def _check_changed(self, txn: Txn, node: str, check: dict) -> None:
+        if check["ServiceID"]:
+            service = self.store.services[node].get(check["ServiceID"])
+            self._services_changed(txn, node, *([service["Service"]] if service else []))
+        else:
+            self._services_changed(txn, node)
+
+    def deregister_node(self, txn: Txn, node: str) -> None:
+        if node not in self.store.nodes:
+            return
+        for service_id in list(self.store.services[node]):
+            self.remove_service(txn, node, service_id)
+        for check_id in list(self.store.checks[node]):
+            self.remove_check(txn, node, check_id)
+        del self.store.nodes[node], self.store.services[node], self.store.checks[node]
+        txn.touch("nodes", TOPIC)
+        if self.store.coordinates.pop(node, None) is not None:
+            txn.touch("coordinates", "coordinates")
+        self.sessions.node_removed(txn, node)
+
+    # -- reads (caller holds store.lock) ---------------------------------------------
+    def service_index(self, name: str) -> int:
+        return self.store.service_index.get(name) or self.store.max_index("nodes", "services")
+
+    def instances(self, name: str, tags: list[str] = ()) -> list[tuple[dict, dict]]:
+        """(node, service) pairs of a service, by node name then service ID;
+        with tags, only instances carrying all of them."""
+        out = []
+        for node_name in sorted(self.store.services):
+            for service_id in sorted(self.store.services[node_name]):
+                service = self.store.services[node_name][service_id]
+                if service["Service"] == name and all(t in service["Tags"] for t in tags):
+                    out.append((self.store.nodes[node_name], service))
+        return out
+
+    def node_checks(self, node: str, service_id: str | None = None) -> list[dict]:
+        checks = self.store.checks.get(node, {})
+        return [checks[c] for c in sorted(checks) if service_id is None or checks[c]["ServiceID"] == service_id]
+
+    def all_checks(self) -> list[dict]:
+        return [check for node in sorted(self.store.checks) for check in self.node_checks(node)]
+
+
+# -- HTTP -------------------------------------------------------------------------------
+
+
+def _catalog_read(req: Request, build, index_of=lambda c: c.store.max_index("nodes", "services", "checks")):
+    catalog = req.agent.catalog
+
+    def run():
+        result = build(catalog)
+        return index_of(catalog), result, True
+
+    index, result = req.blocking_read(INTEREST, run)
+    return Response.json(result, index=index, leader=True)
+
+
+@routes.add("/v1/catalog/datacenters", "GET")
+def catalog_datacenters(req: Request) -> Response:
+    return Response.json([DATACENTER])
+
+
+@routes.add("/v1/catalog/nodes", "GET")
+def catalog_nodes(req: Request) -> Response:
+    def build(catalog: Catalog) -> list[dict]:
+        nodes = [catalog.store.nodes[n] for n in sorted(catalog.store.nodes)]
+        nodes = sort_near(req, nodes, lambda n: n["Node"])
+        return apply_filter(req, nodes)
+
+    return _catalog_read(req, build, lambda c: c.store.max_index("nodes"))
+
+
+@routes.add("/v1/catalog/services", "GET")
+def catalog_services(req: Request) -> Response:
+    def build(catalog: Catalog) -> dict:
+        rows = [
+            {**catalog_service(catalog.store.nodes[n], s)}
+            for n in sorted(catalog.store.services)
+            for s in catalog.store.services[n].values()
+        ]
+        result: dict[str, set[str]] = {}
+        for row in apply_filter(req, rows):
+            result.setdefault(row["ServiceName"], set()).update(row["ServiceTags"])
+        return {name: sorted(tags) for name, tags in sorted(result.items())}
+
+    return _catalog_read(req, build, lambda c: c.store.max_index("services"))
+
+
+@routes.add("/v1/catalog/service/", "GET")
+def catalog_service_nodes(req: Request) -> Response:
+    name = req.tail
+    if not name:
+        raise HTTPError(400, "Missing service name")
+
+    def build(catalog: Catalog) -> list[dict]:
+        if req.get("peer"):
+            return []
+        rows = [catalog_service(n, s) for n, s in catalog.instances(name, req.getall("tag"))]
+        return apply_filter(req, sort_near(req, rows, lambda r: r["Node"]))
+
+    return _catalog_read(req, build, lambda c: c.service_index(name))
+
+
+@routes.add("/v1/catalog/connect/", "GET")
+def catalog_connect(req: Request) -> Response:
+    # No service mesh in the dev agent: nothing is connect-capable.
+    return _catalog_read(req, lambda catalog: [], lambda c: c.service_index(req.tail))
+
+
+@routes.add("/v1/catalog/node/", "GET")
+def catalog_node(req: Request) -> Response:
+    def build(catalog: Catalog) -> dict | None:
+        node = catalog.store.nodes.get(req.tail)
+        if node is None:
+            return None
+        services = [node_service(s) for s in catalog.store.services[req.tail].values()]
+        services = apply_filter(req, services)
+        return {"Node": node, "Services": {s["ID"]: s for s in sorted(services, key=lambda s: s["ID"])}}
+
+    return _catalog_read(req, build)
+
+
+@routes.add("/v1/catalog/register", "PUT")
+def catalog_register(req: Request) -> Response:
+    req.check_dc()
+    body = req.fields()
+    name, address = body.get("Node", ""), body.get("Address", "")
+    if not name or not address:
+        raise HTTPError(400, "Must provide node and address")
+    catalog, store = req.agent.catalog, req.agent.store
+    with store.write() as txn:
+        old = store.nodes.get(name)
+        if not (body.get("SkipNodeUpdate") and old):
+            record = node_record(name, body.get("ID", ""), address, body.get("NodeMeta"))
+            record["TaggedAddresses"] = go_map(body.get("TaggedAddresses") or {})
+            catalog.ensure_node(txn, record)
+        service = None
+        if body.get("Service"):
+            service_body = body.sub("Service")
+            raw = dict(service_body.raw)
+            raw.setdefault("Name", service_body.get("Service", ""))
+            service, _ = parse_service(Fields(raw))
+            catalog.ensure_service(txn, name, service)
+        checks = body.items("Checks") + ([body.sub("Check")] if body.get("Check") else [])
+        for fields in checks:
+            check = parse_check(fields)
+            owner = store.services[name].get(check.service_id)
+            catalog.ensure_check(txn, health_check(name, check, check.status or "critical", check.output, owner))
+    return Response.json(True)
+
+
+@routes.add("/v1/catalog/deregister", "PUT")
+def catalog_deregister(req: Request) -> Response:
+    req.check_dc()
+    body = req.fields()
+    node = body.get("Node", "")
+    if not node:
+        raise HTTPError(400, "Must provide node")
+    catalog = req.agent.catalog
+    with req.agent.store.write() as txn:
+        if body.get("ServiceID"):
+            catalog.remove_service(txn, node, body.get("ServiceID"))
+        elif body.get("CheckID"):
+            catalog.remove_check(txn, node, body.get("CheckID"))
+        else:
+            catalog.deregister_node(txn, node)
+    return Response.json(True)

@@ -1,0 +1,202 @@
+"""The HTTP listener of one node: stdlib ThreadingHTTPServer (a thread per
+connection, HTTP/1.1 keep-alive, Content-Length always set) and the router
+that maps `/v1/...` paths onto the endpoint functions of the area modules.
+
+A thread per connection lets hundreds of blocking queries wait without
+starving other requests; the state's targeted wake-ups keep them cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .config import ConfigError
+from .request import HTTPError, Request, Response, Route
+from .state import StateError
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+log = logging.getLogger(__name__)
+
+
+class Router:
+    def __init__(self, routes: list[Route]):
+        self.exact: dict[str, Route] = {}
+        self.prefixes: list[Route] = []
+        for route in routes:
+            if route.is_prefix:
+                self.prefixes.append(route)
+            else:
+                self.exact[route.path] = route
+        self.prefixes.sort(key=lambda r: len(r.path), reverse=True)
+
+    def find(self, path: str) -> Route | None:
+        route = self.exact.get(path)
+        if route is None:
+            route = next((r for r in self.prefixes if path.startswith(r.path)), None)
+        return route
+
+    def dispatch(self, req: Request) -> Response:
+        route = self.find(req.path)
+        if route is None:
+            req.agent.log.warning("unsupported endpoint %s %s", req.method, req.path)
+            return Response.text(
+                404,
+                "Invalid URL path: not a recognized HTTP API endpoint "
+                f"(tuggle-agent devconsul does not implement {req.method} {req.path})",
+            )
+        if req.method not in route.methods:
+            return Response.text(405, f"method {req.method} not allowed", {"Allow": ",".join(route.methods)})
+        if route.is_prefix:
+            req.tail = req.path[len(route.path) :]
+        try:
+            result = route.handler(req)
+        except HTTPError as err:
+            return Response.text(err.status, err.reason, err.headers)
+        except (StateError, ConfigError) as err:
+            return Response.text(500, str(err))
+        except Exception as err:  # a bug here must not kill the connection thread
+            req.agent.log.exception("%s %s failed", req.method, req.path)
+            return Response.text(500, f"internal error: {err}")
+        return result if isinstance(result, Response) else Response.json(result)
+
+
+def default_router() -> Router:
+    from . import agent_endpoint, catalog, coordinate, event, health, kv, session, status
+
+    modules = (agent_endpoint, catalog, coordinate, event, health, kv, session, status)
+    return Router([route for module in modules for route in module.routes.table])
+
+
+_router: Router | None = None
+_router_lock = threading.Lock()
+
+
+def router() -> Router:
+    global _router
+    with _router_lock:
+        if _router is None:
+            _router = default_router()
+        return _router
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _Listener
+
+    def _handle(self) -> None:
+        agent = self.server.agent
+        body = self._read_body()
+        if body is None:
+            return
+        url = urlsplit(self.path)
+        req = Request(
+            method=self.command,
+            path=unquote(url.path),
+            query=parse_qs(url.query, keep_blank_values=True),
+            headers=self.headers,
+            body=body,
+            agent=agent,
+        )
+        resp = router().dispatch(req)
+        agent.log.debug("%s %s -> %d", self.command, self.path, resp.status)
+        self._write(resp)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _handle
+
+    def _read_body(self) -> bytes | None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self._write(Response.text(400, "invalid Content-Length"))
+            self.close_connection = True
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _write(self, resp: Response) -> None:
+        reason = HTTPStatus(resp.status).phrase if resp.status in HTTPStatus._value2member_map_ else ""
+        headers = {"X-Consul-Default-Acl-Policy": "allow", **resp.headers}
+        headers["Content-Length"] = str(len(resp.body))
+        headers["Date"] = formatdate(usegmt=True)
+        head = f"HTTP/1.1 {resp.status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        payload = head.encode("latin-1") + b"\r\n" + (b"" if self.command == "HEAD" else resp.body)
+        try:
+            self.wfile.write(payload)
+        except OSError:
+            self.close_connection = True
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s " + format, self.server.agent.name, *args)
+
+
+class _Listener(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    request_queue_size = 1024  # many clients may (re)connect at once
+
+    def __init__(self, agent: Agent):
+        self.agent = agent
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__((agent.address, agent.port), _RequestHandler)
+
+    def process_request(self, request, client_address) -> None:
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request, client_address) -> None:
+        log.debug("%s: connection from %s ended with an error", self.agent.name, client_address, exc_info=True)
+
+
+class NodeServer:
+    """Binds at construction (so a port is held from then on); `serve()`
+    starts accepting, `stop()` refuses new connections and cuts open ones."""
+
+    def __init__(self, agent: Agent):
+        self.listener = _Listener(agent)
+        self._thread: threading.Thread | None = None
+
+    def serve(self) -> None:
+        self._thread = threading.Thread(
+            target=self.listener.serve_forever, kwargs={"poll_interval": 0.05}, name=f"http-{self.listener.agent.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.listener.shutdown()
+            self._thread.join(timeout=5)
+        self.listener.server_close()
+        with self.listener.connections_lock:
+            connections = list(self.listener.connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
