@@ -83,6 +83,8 @@ class HTTPCheck(IntervalCheck):
             return "critical", f'{go_method} "{check.http}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
         except ConnectionRefusedError:
             return "critical", f'{go_method} "{check.http}": dial tcp {url.netloc}: connect: connection refused'
+        except ConnectionResetError:
+            return "critical", f'{go_method} "{check.http}": read tcp {url.netloc}: read: connection reset by peer'
         except (OSError, http.client.HTTPException) as err:
             return "critical", f'{go_method} "{check.http}": {err}'
         output = f"HTTP {method} {check.http}: {resp.status} {resp.reason} Output: {body.decode('utf-8', 'replace')}"

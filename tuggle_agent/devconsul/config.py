@@ -243,7 +243,11 @@ def config_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise ConfigError(f"Error reading '{path}': no such file or directory")
+        # Consul refuses to start here ("config: Open failed on <path>"); the
+        # dev agent lets test harnesses create per-node dirs after start and
+        # reload, so it only warns.
+        log.warning("config: Open failed on %s: no such file or directory (Consul would not start)", path)
+        return []
     files = []
     for child in sorted(path.iterdir(), key=lambda p: p.name):
         if child.is_file() and child.suffix in (".json", ".hcl"):
