@@ -75,6 +75,17 @@ class Agent:
         self.plans: list[Plan] = []
         self.server: NodeServer | None = None
         self.running = False
+        self._faults: list[int] = []  # statuses the next requests answer with
+
+    def inject_errors(self, count: int = 1, status: int = 500) -> None:
+        """Test hook: the next `count` HTTP requests to this node fail with
+        `status`, as an agent that lost its servers would answer."""
+        with self.store.lock:
+            self._faults.extend([status] * count)
+
+    def take_fault(self) -> int | None:
+        with self.store.lock:
+            return self._faults.pop(0) if self._faults else None
 
     @property
     def http_addr(self) -> str:

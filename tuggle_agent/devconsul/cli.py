@@ -97,14 +97,17 @@ def devconsul_command(nodes, http_port, config_dirs, zones, fast, no_query_jitte
         timings=timings.replace(**overrides),
         enable_script_checks=enable_script_checks,
     )
-    done = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
         cluster.start()
     except (ConfigError, OSError, TimeoutError) as err:
         raise click.ClickException(str(err)) from err
-    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=_reload_all, args=(cluster,), daemon=True).start())
+    done = threading.Event()
+    handlers = {
+        signal.SIGINT: lambda *_: done.set(),
+        signal.SIGTERM: lambda *_: done.set(),
+        signal.SIGHUP: lambda *_: threading.Thread(target=_reload_all, args=(cluster,), daemon=True).start(),
+    }
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         click.echo(cluster.ready_line())
         sys.stdout.flush()
@@ -112,6 +115,8 @@ def devconsul_command(nodes, http_port, config_dirs, zones, fast, no_query_jitte
             pass
     finally:
         cluster.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _reload_all(cluster: DevCluster) -> None:

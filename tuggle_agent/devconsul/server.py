@@ -45,6 +45,9 @@ class Router:
         return route
 
     def dispatch(self, req: Request) -> Response:
+        fault = req.agent.take_fault()
+        if fault is not None:
+            return Response.text(fault, "injected failure (tuggle-agent devconsul test hook)")
         route = self.find(req.path)
         if route is None:
             req.agent.log.warning("unsupported endpoint %s %s", req.method, req.path)

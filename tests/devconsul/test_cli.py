@@ -1,0 +1,96 @@
+"""`tuggle-agent devconsul` as a process: ready line, signals, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+from click.testing import CliRunner
+
+from tuggle_agent.devconsul.cli import devconsul_command
+
+from .helpers import wait_until
+
+BIN = Path(sys.executable).parent / "tuggle-agent"
+
+
+def _free_ports(count: int) -> int:
+    """A base port with `count` free ports after it (checked, then released)."""
+    for _ in range(50):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+        probe.close()
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free ports")
+
+
+def _readline(proc: subprocess.Popen, timeout: float) -> str:
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, "no output from devconsul"
+    return proc.stdout.readline().decode().strip()
+
+
+def test_runs_reloads_on_sighup_and_stops_on_sigterm(tmp_path):
+    out = tmp_path / "calls"
+    out.mkdir()
+    handler = f'cat >> "{out}/log"'
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "w.json").write_text(json.dumps({"watches": [{"type": "key", "key": "k", "handler": handler}]}))
+    port = _free_ports(2)
+    proc = subprocess.Popen(
+        [str(BIN), "devconsul", "--nodes", "2", "--http-port", str(port), "--fast",
+         "--config-dir", str(tmp_path / "cfg"), "--log-level", "warn"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert _readline(proc, 15) == f"devconsul ready: 2 nodes, http 127.0.0.1:{port}-{port + 1}"
+        me = requests.get(f"http://127.0.0.1:{port + 1}/v1/agent/self", timeout=5).json()
+        assert me["Config"]["NodeName"] == "node2"
+        wait_until(lambda: (out / "log").exists() and (out / "log").read_text().count("null") == 2)  # both nodes
+        os.kill(proc.pid, signal.SIGHUP)
+        wait_until(lambda: (out / "log").read_text().count("null") == 4)  # every watch fired again
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.stdout.read() == b""  # exactly one line on stdout
+    try:
+        requests.get(f"http://127.0.0.1:{port}/v1/status/leader", timeout=2)
+        raise AssertionError("still listening after SIGTERM")
+    except requests.ConnectionError:
+        pass
+
+
+def test_config_error_exits_with_message(tmp_path):
+    (tmp_path / "bad.json").write_text('{"watches": [{"type": "keyprefix", "args": ["x"]}]}')
+    result = CliRunner().invoke(
+        devconsul_command, ["--nodes", "1", "--http-port", str(_free_ports(1)), "--config-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert "Must specify a single prefix to watch" in result.output and "bad.json" in result.output
+
+
+def test_help_has_examples():
+    result = CliRunner().invoke(devconsul_command, ["--help"])
+    assert result.exit_code == 0
+    assert "Examples:" in result.output and "--zones" in result.output and "--watch-backoff-base" in result.output
