@@ -85,7 +85,7 @@ def test_register_errors(base_url):
     resp = requests.put(f"{base_url}/v1/agent/service/register", json={"Port": 1})
     assert (resp.status_code, resp.text) == (400, "Missing service name")
     resp = requests.put(f"{base_url}/v1/agent/check/register", json={"Name": "x", "ServiceID": "ghost", "TTL": "1s"})
-    assert resp.status_code == 500 and 'ServiceID "ghost" does not exist' in resp.text
+    assert resp.status_code == 404 and 'ServiceID "ghost" does not exist' in resp.text
     resp = requests.put(f"{base_url}/v1/agent/check/register", json={"Name": "x", "Args": ["true"], "Interval": "1s"})
     assert resp.status_code == 400 and "Scripts are disabled" in resp.text
 

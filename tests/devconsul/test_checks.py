@@ -162,7 +162,7 @@ def test_script_checks_when_enabled(make_cluster):
 def test_check_stops_with_its_node(dev_cluster, endpoint):
     c2 = dev_cluster.consul("node2")
     c2.agent.check.register("n2", Check.http(endpoint.url, "50ms"))
-    wait_until(lambda: endpoint.requests)
+    wait_until(lambda: _status(c2, "n2") == "passing")
     dev_cluster.stop_node("node2")
     time.sleep(0.1)
     seen = len(endpoint.requests)

@@ -25,7 +25,6 @@ from .event import EventBuffer, accepts, topic
 from .handler import ProcessGroup, make_handler
 from .request import HTTPError
 from .server import NodeServer
-from .state import StateError
 from .structs import CheckDef, health_check, parse_check, parse_service
 from .watch import Plan
 
@@ -70,6 +69,7 @@ class Agent:
         self.timings = cluster.timings
         self.events = EventBuffer()
         self.services: dict[str, dict] = {}
+        self.sidecars: dict[str, str] = {}  # parent service ID -> its sidecar's
         self.checks: dict[str, LocalCheck] = {}
         self.procs = ProcessGroup()
         self.plans: list[Plan] = []
@@ -167,6 +167,7 @@ class Agent:
             for check in self.checks.values():
                 self._stop_runner(check)
             self.services.clear()
+            self.sidecars.clear()
             self.checks.clear()
             self.events = EventBuffer()
 
@@ -209,6 +210,7 @@ class Agent:
     def register_service(self, body: Fields, replace_checks: bool) -> None:
         service, checks = parse_service(body)
         self._check_allowed(checks)
+        sidecar = self._sidecar(service, body.sub("Connect"))
         with self.store.write() as txn:
             self.services[service["ID"]] = service
             self.catalog.ensure_service(txn, self.name, dict(service))
@@ -219,6 +221,35 @@ class Agent:
                         self._remove_check(txn, check_id)
             for check in checks:
                 self._add_check(txn, check)
+        if sidecar is not None:
+            self.register_service(sidecar, replace_checks=False)
+
+    def _sidecar(self, service: dict, connect: Fields) -> Fields | None:
+        """Connect.SidecarService registers a `<id>-sidecar-proxy` service
+        (connect-proxy kind, port from 21000) next to the parent, as Consul
+        does; no proxy process runs, and Consul's sidecar checks are omitted."""
+        if not connect.has("SidecarService"):
+            return None
+        service["Connect"] = {k: v for k, v in connect.raw.items() if not Fields({k: 1}).has("SidecarService")} or None
+        used = {s["Port"] for s in self.services.values()}
+        port = next(p for p in range(21000, 21256) if p not in used)
+        proxy = {
+            "DestinationServiceName": service["Service"],
+            "DestinationServiceID": service["ID"],
+            "LocalServiceAddress": "127.0.0.1",
+            "LocalServicePort": service["Port"],
+        }
+        defaults = {
+            "Name": f"{service['Service']}-sidecar-proxy",
+            "ID": f"{service['ID']}-sidecar-proxy",
+            "Kind": "connect-proxy",
+            "Port": port,
+            "Tags": service["Tags"],
+            "Meta": service["Meta"],
+            "Proxy": proxy,
+        }
+        self.sidecars[service["ID"]] = defaults["ID"]
+        return Fields({**defaults, **(connect.get("SidecarService") or {})})
 
     def deregister_service(self, service_id: str) -> None:
         with self.store.write() as txn:
@@ -227,6 +258,8 @@ class Agent:
     def _remove_service(self, txn, service_id: str) -> None:
         if self.services.pop(service_id, None) is None:
             return
+        if sidecar := self.sidecars.pop(service_id, None):
+            self._remove_service(txn, sidecar)
         for check_id, check in list(self.checks.items()):
             if check.definition.service_id == service_id:
                 self._remove_check(txn, check_id)
@@ -240,7 +273,7 @@ class Agent:
         self._check_allowed([check])
         with self.store.write() as txn:
             if check.service_id and check.service_id not in self.services:
-                raise StateError(f'ServiceID "{check.service_id}" does not exist')
+                raise HTTPError(404, f'ServiceID "{check.service_id}" does not exist')
             self._add_check(txn, check)
 
     def _check_allowed(self, checks: list[CheckDef]) -> None:

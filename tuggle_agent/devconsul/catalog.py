@@ -156,6 +156,19 @@ class Catalog:
                     out.append((self.store.nodes[node_name], service))
         return out
 
+    def connect_instances(self, name: str) -> list[tuple[dict, dict]]:
+        """Instances that accept mesh traffic for `name`: its sidecar proxies
+        and connect-native instances."""
+        out = []
+        for node_name in sorted(self.store.services):
+            for service_id in sorted(self.store.services[node_name]):
+                service = self.store.services[node_name][service_id]
+                proxy, connect = Fields(service["Proxy"]), Fields(service["Connect"])
+                is_proxy = service["Kind"] == "connect-proxy" and proxy.get("DestinationServiceName") == name
+                if is_proxy or (service["Service"] == name and connect.get("Native")):
+                    out.append((self.store.nodes[node_name], service))
+        return out
+
     def node_checks(self, node: str, service_id: str | None = None) -> list[dict]:
         checks = self.store.checks.get(node, {})
         return [checks[c] for c in sorted(checks) if service_id is None or checks[c]["ServiceID"] == service_id]
@@ -226,8 +239,17 @@ def catalog_service_nodes(req: Request) -> Response:
 
 @routes.add("/v1/catalog/connect/", "GET")
 def catalog_connect(req: Request) -> Response:
-    # No service mesh in the dev agent: nothing is connect-capable.
-    return _catalog_read(req, lambda catalog: [], lambda c: c.service_index(req.tail))
+    def build(catalog: Catalog) -> list[dict]:
+        rows = [catalog_service(n, s) for n, s in catalog.connect_instances(req.tail)]
+        return [] if req.get("peer") else apply_filter(req, rows)
+
+    return _catalog_read(req, build, lambda c: c.service_index(req.tail))
+
+
+@routes.add("/v1/catalog/gateway-services/", "GET")
+def catalog_gateway_services(req: Request) -> Response:
+    # Gateways need config entries, which the dev agent does not keep.
+    return _catalog_read(req, lambda catalog: [], lambda c: c.store.max_index("services"))
 
 
 @routes.add("/v1/catalog/node/", "GET")
@@ -247,6 +269,7 @@ def catalog_node(req: Request) -> Response:
 def catalog_register(req: Request) -> Response:
     req.check_dc()
     body = req.fields()
+    req.check_dc(body.get("Datacenter", ""))
     name, address = body.get("Node", ""), body.get("Address", "")
     if not name or not address:
         raise HTTPError(400, "Must provide node and address")
@@ -276,6 +299,7 @@ def catalog_register(req: Request) -> Response:
 def catalog_deregister(req: Request) -> Response:
     req.check_dc()
     body = req.fields()
+    req.check_dc(body.get("Datacenter", ""))
     node = body.get("Node", "")
     if not node:
         raise HTTPError(400, "Must provide node")

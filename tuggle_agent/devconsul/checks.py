@@ -11,7 +11,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 if TYPE_CHECKING:
     from .structs import CheckDef
@@ -22,6 +22,7 @@ Report = Callable[[str, str], None]  # (status, output)
 OUTPUT_MAX = 4096
 SCRIPT_TIMEOUT = 30.0
 USER_AGENT = "Consul Health Check"
+MAX_REDIRECTS = 10
 
 
 def status_for_http(code: int) -> str:
@@ -71,14 +72,7 @@ class HTTPCheck(IntervalCheck):
             headers[name] = ", ".join(values)
         go_method = method[:1].upper() + method[1:].lower()
         try:
-            conn = self._connect(url)
-            try:
-                path = url.path or "/"
-                conn.request(method, path + (f"?{url.query}" if url.query else ""), check.body or None, headers)
-                resp = conn.getresponse()
-                body = resp.read(OUTPUT_MAX)
-            finally:
-                conn.close()
+            resp, body = self._fetch(url, method, headers)
         except TimeoutError:
             return "critical", f'{go_method} "{check.http}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
         except ConnectionRefusedError:
@@ -89,6 +83,25 @@ class HTTPCheck(IntervalCheck):
             return "critical", f'{go_method} "{check.http}": {err}'
         output = f"HTTP {method} {check.http}: {resp.status} {resp.reason} Output: {body.decode('utf-8', 'replace')}"
         return status_for_http(resp.status), output
+
+    def _fetch(self, url, method: str, headers: dict) -> tuple[http.client.HTTPResponse, bytes]:
+        """One probe; redirects are followed (at most 10) as Go's client does."""
+        for _ in range(MAX_REDIRECTS + 1):
+            conn = self._connect(url)
+            try:
+                path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+                conn.request(method, path, self.check.body or None, headers)
+                resp = conn.getresponse()
+                body = resp.read(OUTPUT_MAX)
+            finally:
+                conn.close()
+            location = resp.getheader("Location")
+            if resp.status not in (301, 302, 303, 307, 308) or not location:
+                return resp, body
+            url = urlsplit(urljoin(url.geturl(), location))
+            if resp.status in (301, 302, 303) and method != "HEAD":
+                method = "GET"
+        raise http.client.HTTPException("stopped after 10 redirects")
 
     def _connect(self, url) -> http.client.HTTPConnection:
         if url.scheme == "https":

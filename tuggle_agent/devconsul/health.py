@@ -54,18 +54,22 @@ def health_service(req: Request) -> Response:
     def build(catalog: Catalog) -> list[dict]:
         if req.get("peer"):
             return []
-        entries = [
-            {
-                "Node": node,
-                "Service": node_service(service),
-                "Checks": catalog.node_checks(node["Node"], "") + catalog.node_checks(node["Node"], service["ID"]),
-            }
-            for node, service in catalog.instances(name, req.getall("tag"))
-        ]
-        entries = sort_near(req, apply_filter(req, entries), lambda e: e["Node"]["Node"])
-        return filter_non_passing(entries) if passing else entries
+        return _service_entries(req, catalog, catalog.instances(name, req.getall("tag")), passing)
 
     return _read(req, build, lambda catalog: catalog.service_index(name))
+
+
+def _service_entries(req: Request, catalog: Catalog, instances: list[tuple[dict, dict]], passing: bool) -> list[dict]:
+    entries = [
+        {
+            "Node": node,
+            "Service": node_service(service),
+            "Checks": catalog.node_checks(node["Node"], "") + catalog.node_checks(node["Node"], service["ID"]),
+        }
+        for node, service in instances
+    ]
+    entries = sort_near(req, apply_filter(req, entries), lambda e: e["Node"]["Node"])
+    return filter_non_passing(entries) if passing else entries
 
 
 def _check_rows(req: Request, rows: list[dict]) -> list[dict]:
@@ -107,8 +111,12 @@ def health_state(req: Request) -> Response:
 
 @routes.add("/v1/health/connect/", "GET")
 def health_connect(req: Request) -> Response:
-    # No service mesh in the dev agent: no instance is connect-capable.
-    return _read(req, lambda catalog: [], lambda catalog: catalog.service_index(req.tail))
+    passing = _passing_param(req)
+
+    def build(catalog: Catalog) -> list[dict]:
+        return _service_entries(req, catalog, catalog.connect_instances(req.tail), passing)
+
+    return _read(req, build, lambda catalog: catalog.service_index(req.tail))
 
 
 @routes.add("/v1/health/ingress/", "GET")

@@ -86,9 +86,10 @@ class Request:
             raise HTTPError(400, "Request decode failed: json: cannot unmarshal into a JSON object")
         return Fields(raw, aliases)
 
-    def check_dc(self) -> None:
-        """Only dc1 exists; Consul's RPC layer answers anything else with 500."""
-        dc = self.get("dc")
+    def check_dc(self, dc: str | None = None) -> None:
+        """Only dc1 exists; Consul's RPC layer answers anything else with 500.
+        `dc` defaults to the ?dc= parameter (bodies may carry their own)."""
+        dc = self.get("dc") if dc is None else dc
         if dc and dc != DATACENTER:
             raise StateError("No path to datacenter")
 
@@ -144,11 +145,12 @@ class Route:
 
     @property
     def is_prefix(self) -> bool:
-        return self.path.endswith("/")
+        return self.path.endswith("/") and self.path != "/"
 
 
 class Routes:
-    """Endpoint table of one API area; paths ending in '/' are prefixes."""
+    """Endpoint table of one API area; paths ending in '/' (except '/'
+    itself) are prefixes."""
 
     def __init__(self) -> None:
         self.table: list[Route] = []

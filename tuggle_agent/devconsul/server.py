@@ -73,9 +73,9 @@ class Router:
 
 
 def default_router() -> Router:
-    from . import agent_endpoint, catalog, coordinate, event, health, kv, session, status
+    from . import agent_endpoint, catalog, coordinate, event, health, kv, session, status, ui
 
-    modules = (agent_endpoint, catalog, coordinate, event, health, kv, session, status)
+    modules = (agent_endpoint, catalog, coordinate, event, health, kv, session, status, ui)
     return Router([route for module in modules for route in module.routes.table])
 
 
