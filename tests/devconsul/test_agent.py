@@ -184,3 +184,35 @@ def test_reload_and_misc_agent_calls(c):
         c.agent.monitor(loglevel="not-a-level")
     with pytest.raises(consul.exceptions.ACLDisabled):
         c.agent.token.set_default("secret")
+
+
+@pytest.mark.parametrize(
+    ("meta", "problem"),
+    [
+        ({"consul-x": "1"}, "reserved"),
+        ({"bad key": "1"}, "invalid characters"),
+        ({"k" * 129: "1"}, "Key is too long"),
+        ({"k": "v" * 513}, "Value is too long"),
+        ({f"k{i}": "v" for i in range(65)}, "more than 64"),
+    ],
+)
+def test_service_meta_rules(base_url, meta, problem):
+    resp = requests.put(f"{base_url}/v1/agent/service/register", json={"Name": "m", "Meta": meta})
+    assert resp.status_code == 400 and problem in resp.text
+
+
+def test_sidecar_service_and_connect_queries(c):
+    c.agent.service.register("db", port=5432, connect={"sidecar_service": {}})
+    services = c.agent.services()
+    proxy = services["db-sidecar-proxy"]
+    assert proxy["Kind"] == "connect-proxy" and proxy["Port"] == 21000
+    assert proxy["Proxy"]["DestinationServiceName"] == "db" and proxy["Proxy"]["LocalServicePort"] == 5432
+    assert [e["Service"]["ID"] for e in c.health.connect("db")[1]] == ["db-sidecar-proxy"]
+    assert [r["ServiceID"] for r in c.catalog.connect("db")[1]] == ["db-sidecar-proxy"]
+    c.agent.service.deregister("db")
+    assert c.agent.services() == {}
+
+
+def test_pretty_output(base_url):
+    text = requests.get(f"{base_url}/v1/catalog/datacenters?pretty").text
+    assert text == '[\n    "dc1"\n]\n'

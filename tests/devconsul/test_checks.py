@@ -170,3 +170,34 @@ def test_check_stops_with_its_node(dev_cluster, endpoint):
     assert len(endpoint.requests) == seen
     checks = requests.get(f"http://{dev_cluster.node('node1').http_addr}/v1/health/node/node2").json()
     assert {c["CheckID"]: c["Status"] for c in checks} == {"n2": "passing", "serfHealth": "critical"}
+
+
+def test_success_before_passing_and_failures_before_critical(c, endpoint, base_url):
+    check = {"Name": "gated", "HTTP": endpoint.url, "Interval": "50ms", "SuccessBeforePassing": 3, "FailuresBeforeCritical": 3}
+    requests.put(f"{base_url}/v1/agent/check/register", json=check).raise_for_status()
+    wait_until(lambda: _status(c, "gated") == "passing")
+    assert len(endpoint.requests) >= 3
+    endpoint.status = 500
+    failing_from = len(endpoint.requests)
+    wait_until(lambda: _status(c, "gated") == "critical")
+    assert len(endpoint.requests) - failing_from >= 3
+
+
+def test_deregister_critical_service_after(c, endpoint):
+    c.agent.service.register("doomed", check=Check.http(endpoint.url, "50ms", deregister="300ms"))
+    wait_until(lambda: _status(c, "service:doomed") == "passing")
+    endpoint.status = 503
+    wait_until(lambda: _status(c, "service:doomed") == "critical")
+    critical = time.monotonic()
+    wait_until(lambda: "doomed" not in c.agent.services(), timeout=3)
+    assert time.monotonic() - critical >= 0.25
+    assert c.catalog.service("doomed")[1] == []
+
+
+def test_redirects_are_followed_unless_disabled(dev_cluster, base_url, c):
+    root = f"http://{dev_cluster.node('node2').http_addr}/"  # the agent root redirects to /ui/
+    c.agent.check.register("follow", Check.http(root, "50ms"))
+    body = {"Name": "stay", "HTTP": root, "Interval": "50ms", "DisableRedirects": True}
+    requests.put(f"{base_url}/v1/agent/check/register", json=body).raise_for_status()
+    wait_until(lambda: _status(c, "follow") == "passing" and c.agent.checks()["stay"]["Output"])
+    assert c.agent.checks()["stay"]["Output"].startswith(f"HTTP GET {root}: 301 Moved Permanently")

@@ -251,3 +251,26 @@ def test_cluster_stop_ends_handlers(tmp_path, make_cluster):
     cluster.stop()
     wait_until(lambda: not any(_alive(p) for p in pids), timeout=3)
     assert os.path.exists(tmp_path / "pids")
+
+
+def test_catalog_and_health_watch_types(tmp_path, make_cluster):
+    recs = {kind: Recorder(tmp_path, kind) for kind in ("services", "service", "checks", "nodes")}
+    cfg = write_config(
+        tmp_path / "cfg",
+        {"type": "services", "args": recs["services"].args()},
+        {"type": "service", "service": "web", "passingonly": True, "args": recs["service"].args()},
+        {"type": "checks", "state": "critical", "args": recs["checks"].args()},
+        {"type": "nodes", "args": recs["nodes"].args()},
+    )
+    cluster = make_cluster(nodes=1, config_dirs=[cfg])
+    assert json.loads(recs["services"].wait(1)[0][0]) == {"consul": []}
+    assert recs["service"].wait(1)[0][0] == b"[]\n"
+    assert recs["checks"].wait(1)[0][0] == b"[]\n"
+    assert [n["Node"] for n in json.loads(recs["nodes"].wait(1)[0][0])] == ["node1"]
+    c = cluster.consul("node1")
+    c.agent.service.register("web", tags=["v1"], check={"TTL": "10s"})
+    assert json.loads(recs["services"].wait(2)[1][0]) == {"consul": [], "web": ["v1"]}
+    assert [ch["CheckID"] for ch in json.loads(recs["checks"].wait(2)[1][0])] == ["service:web"]
+    c.agent.check.ttl_pass("service:web")
+    entries = json.loads(recs["service"].wait(2)[1][0])
+    assert [e["Service"]["ID"] for e in entries] == ["web"]

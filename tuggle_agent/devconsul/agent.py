@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,14 @@ class LocalCheck:
     output: str
     runner: object | None = None
     deferred: Timer | None = None  # pending catalog sync of an output-only change
+    critical_since: float | None = None
+
+    def set_status(self, status: str) -> None:
+        if status == "critical" and self.critical_since is None:
+            self.critical_since = time.monotonic()
+        elif status != "critical":
+            self.critical_since = None
+        self.status = status
 
 
 class Agent:
@@ -76,6 +85,7 @@ class Agent:
         self.server: NodeServer | None = None
         self.running = False
         self._faults: list[int] = []  # statuses the next requests answer with
+        self._reap_timer: Timer | None = None
 
     def inject_errors(self, count: int = 1, status: int = 500) -> None:
         """Test hook: the next `count` HTTP requests to this node fail with
@@ -124,6 +134,7 @@ class Agent:
                 txn.touch("coordinates", "coordinates")
             self.running = True
         self.server.serve()
+        self._schedule_reap()
         self._start_watches(specs)
         self.log.info("agent started on %s", self.http_addr)
 
@@ -134,6 +145,8 @@ class Agent:
             return
         self.running = False
         self._stop_watches(kill=kill)
+        if self._reap_timer is not None:
+            self._reap_timer.cancel()
         with self.store.lock:
             for check in self.checks.values():
                 self._stop_runner(check)
@@ -188,6 +201,25 @@ class Agent:
             self.procs.signal_all(signal.SIGKILL)
         elif not self.running:
             self.procs.terminate_all()
+
+    def _schedule_reap(self) -> None:
+        self._reap_timer = self.cluster.scheduler.call_later(self.timings.reap_interval, self._reap)
+
+    def _reap(self) -> None:
+        """DeregisterCriticalServiceAfter: drop services whose check stayed
+        critical longer than its timeout (at least deregister_critical_min)."""
+        if not self.running:
+            return
+        now = time.monotonic()
+        with self.store.write() as txn:
+            for check in list(self.checks.values()):
+                timeout = check.definition.deregister_after
+                if not timeout or check.critical_since is None or not check.definition.service_id:
+                    continue
+                if now - check.critical_since > max(timeout, self.timings.deregister_critical_min):
+                    self.log.info("reaping service %s: check %s critical too long", check.definition.service_id, check.definition.check_id)
+                    self._remove_service(txn, check.definition.service_id)
+        self._schedule_reap()
 
     # -- catalog sync -------------------------------------------------------------------
     def _consul_service(self) -> dict:
@@ -291,7 +323,8 @@ class Agent:
         # Re-registering keeps the last status (Consul avoids a flap to critical).
         status = old.status if old else (definition.status or "critical")
         output = old.output if old else definition.output
-        check = LocalCheck(definition, status, output)
+        check = LocalCheck(definition, "", output)
+        check.set_status(status)
         self.checks[definition.check_id] = check
         self.catalog.ensure_check(txn, self._catalog_check(check))
         check_id = definition.check_id
@@ -329,7 +362,8 @@ class Agent:
             status_changed = status != check.status
             if not status_changed and output == check.output:
                 return
-            check.status, check.output = status, output
+            check.set_status(status)
+            check.output = output
             if status_changed:
                 self.catalog.ensure_check(txn, self._catalog_check(check))
             elif check.deferred is None:

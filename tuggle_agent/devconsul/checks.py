@@ -31,6 +31,29 @@ def status_for_http(code: int) -> str:
     return "warning" if code == 429 else "critical"
 
 
+class StatusGate:
+    """SuccessBeforePassing / FailuresBeforeWarning / FailuresBeforeCritical:
+    a result only becomes the check's status after enough consecutive ones
+    (Consul's StatusHandler); None means "keep the current status"."""
+
+    def __init__(self, check: CheckDef):
+        self.check = check
+        self.successes = 0
+        self.failures = 0
+
+    def filter(self, status: str) -> str | None:
+        check = self.check
+        if status != "critical":
+            self.successes, self.failures = self.successes + 1, 0
+            return status if self.successes >= check.success_before_passing else None
+        self.successes, self.failures = 0, self.failures + 1
+        if self.failures >= check.failures_before_critical:
+            return "critical"
+        if check.failures_before_warning and self.failures >= check.failures_before_warning:
+            return "warning"
+        return None
+
+
 class IntervalCheck:
     """Runs `probe()` every interval on its own thread; the first run comes
     after a random fraction of the interval (Consul's RandomStagger)."""
@@ -52,9 +75,11 @@ class IntervalCheck:
 
     def _run(self) -> None:
         delay = random.uniform(0, self.interval) if self.stagger else 0.0
+        gate = StatusGate(self.check)
         while not self._stop.wait(delay):
             status, output = self.probe()
-            if not self._stop.is_set():
+            status = gate.filter(status)
+            if status and not self._stop.is_set():
                 self.report(status, output)
             delay = self.interval
 
@@ -96,7 +121,7 @@ class HTTPCheck(IntervalCheck):
             finally:
                 conn.close()
             location = resp.getheader("Location")
-            if resp.status not in (301, 302, 303, 307, 308) or not location:
+            if self.check.disable_redirects or resp.status not in (301, 302, 303, 307, 308) or not location:
                 return resp, body
             url = urlsplit(urljoin(url.geturl(), location))
             if resp.status in (301, 302, 303) and method != "HEAD":

@@ -18,13 +18,15 @@ _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u202
 _GO_ESCAPE_RE = re.compile("[<>&\u2028\u2029]")
 
 
-def go_json(obj: Any) -> str:
-    """Encode like Go's json.Marshal: compact, UTF-8, HTML characters escaped.
+def go_json(obj: Any, indent: int | None = None) -> str:
+    """Encode like Go's json.Marshal (or MarshalIndent with `indent`): UTF-8,
+    HTML characters escaped.
 
     Callers build dicts in Go struct field order; Go sorts map keys, so
     map-typed values must be passed in already sorted (see `go_map`).
     """
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    separators = (",", ": ") if indent else (",", ":")
+    text = json.dumps(obj, ensure_ascii=False, indent=indent, separators=separators, allow_nan=False)
     # <, >, & and the two separators can only occur inside JSON strings, so a
     # plain substitution is exact.
     return _GO_ESCAPE_RE.sub(lambda m: _GO_ESCAPES[m.group()], text)

@@ -35,7 +35,9 @@ def meta(index: int | None, leader: bool = True) -> dict[str, str]:
         # Consul never hands out index 0: clients would spin on it.
         headers["X-Consul-Index"] = str(max(index, 1))
     if leader:
-        headers.update({"X-Consul-KnownLeader": "true", "X-Consul-LastContact": "0"})
+        headers.update(
+            {"X-Consul-KnownLeader": "true", "X-Consul-LastContact": "0", "X-Consul-Query-Backend": "blocking-query"}
+        )
     return headers
 
 

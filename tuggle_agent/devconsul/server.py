@@ -8,6 +8,7 @@ starving other requests; the state's targeted wake-ups keep them cheap.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -17,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .codec import go_json
 from .config import ConfigError
 from .request import HTTPError, Request, Response, Route
 from .state import StateError
@@ -69,7 +71,10 @@ class Router:
         except Exception as err:  # a bug here must not kill the connection thread
             req.agent.log.exception("%s %s failed", req.method, req.path)
             return Response.text(500, f"internal error: {err}")
-        return result if isinstance(result, Response) else Response.json(result)
+        resp = result if isinstance(result, Response) else Response.json(result)
+        if req.has("pretty") and resp.headers.get("Content-Type") == "application/json" and resp.body:
+            resp.body = (go_json(json.loads(resp.body), indent=4) + "\n").encode()
+        return resp
 
 
 def default_router() -> Router:

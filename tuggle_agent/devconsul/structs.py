@@ -7,6 +7,7 @@ endpoints each render their own view of it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,11 @@ class CheckDef:
     tls_skip_verify: bool = False
     tcp: str = ""
     args: list[str] = field(default_factory=list)
-    deregister_after: str = ""
+    deregister_after: float = 0.0
+    disable_redirects: bool = False
+    success_before_passing: int = 0
+    failures_before_warning: int = 0
+    failures_before_critical: int = 0
 
     def definition(self) -> dict:
         """The `Definition` object of a HealthCheck."""
@@ -47,7 +52,7 @@ class CheckDef:
         if self.timeout:
             out["Timeout"] = format_duration(self.timeout)
         if self.deregister_after:
-            out["DeregisterCriticalServiceAfter"] = self.deregister_after
+            out["DeregisterCriticalServiceAfter"] = format_duration(self.deregister_after)
         if self.http:
             out.update(HTTP=self.http, Header=go_map(self.header) or None, Method=self.method, Body=self.body)
             out["TLSSkipVerify"] = self.tls_skip_verify
@@ -100,7 +105,11 @@ def parse_check(fields: Fields, check_id: str = "", name: str = "", service_id: 
         tls_skip_verify=bool(fields.get("TLSSkipVerify", False)),
         tcp=fields.get("TCP", ""),
         args=[str(a) for a in args],
-        deregister_after=str(fields.get("DeregisterCriticalServiceAfter", "") or ""),
+        deregister_after=_duration(fields, "DeregisterCriticalServiceAfter"),
+        disable_redirects=bool(fields.get("DisableRedirects", False)),
+        success_before_passing=int(fields.get("SuccessBeforePassing", 0)),
+        failures_before_warning=int(fields.get("FailuresBeforeWarning", 0)),
+        failures_before_critical=int(fields.get("FailuresBeforeCritical", 0)),
     )
     if check.status and check.status not in STATUSES:
         raise HTTPError(400, f"Invalid check status: {check.status!r}")
@@ -113,6 +122,28 @@ def parse_check(fields: Fields, check_id: str = "", name: str = "", service_id: 
     return check
 
 
+_META_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _validate_meta(meta: Any) -> None:
+    """Consul's service/node metadata rules (structs.ValidateMetadata)."""
+    if not isinstance(meta, dict):
+        raise HTTPError(400, "Invalid Service Meta: Meta must be a map of strings")
+    if len(meta) > 64:
+        raise HTTPError(400, "Invalid Service Meta: Node metadata cannot contain more than 64 key/value pairs")
+    for key, value in meta.items():
+        problem = (
+            "Key cannot be blank" if not key
+            else "Key is too long (limit: 128 characters)" if len(key) > 128
+            else "Key contains invalid characters" if not _META_KEY.match(key)
+            else "Key prefix 'consul-' is reserved for internal use" if key.startswith("consul-")
+            else "Value is too long (limit: 512 characters)" if len(str(value)) > 512
+            else ""
+        )  # fmt: skip
+        if problem:
+            raise HTTPError(400, f"Invalid Service Meta: Couldn't load metadata pair ('{key}', '{value}'): {problem}")
+
+
 def parse_service(body: Fields) -> tuple[dict, list[CheckDef]]:
     """(canonical service dict, its checks) from a service registration body."""
     name = body.get("Name", "")
@@ -120,8 +151,7 @@ def parse_service(body: Fields) -> tuple[dict, list[CheckDef]]:
         raise HTTPError(400, "Missing service name")
     service_id = body.get("ID", "") or name
     meta = body.get("Meta") or {}
-    if not isinstance(meta, dict) or len(meta) > 64:
-        raise HTTPError(400, "Invalid Service Meta: Node metadata cannot contain more than 64 key/value pairs")
+    _validate_meta(meta)
     tagged = {}
     for key, raw in (body.get("TaggedAddresses") or {}).items():
         addr = Fields(raw if isinstance(raw, dict) else {"Address": raw})

@@ -26,6 +26,9 @@ class Timings:
     check_default_timeout: float = 10.0
     # Output-only changes of a check reach the catalog this much later.
     check_update_interval: float = 300.0
+    # DeregisterCriticalServiceAfter: floor of the timeout and reaper period.
+    deregister_critical_min: float = 60.0
+    reap_interval: float = 30.0
     # Watch plans: after the n-th consecutive error sleep base*n^2, capped.
     watch_backoff_base: float = 5.0
     watch_backoff_max: float = 180.0
@@ -54,6 +57,8 @@ class Timings:
             check_min_interval=0.05,
             check_default_timeout=2.0,
             check_update_interval=1.0,
+            deregister_critical_min=0.0,
+            reap_interval=0.1,
             watch_backoff_base=0.2,
             watch_backoff_max=2.0,
             session_ttl_min=1.0,
