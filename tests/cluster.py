@@ -84,6 +84,16 @@ class Agent:
         wait_until(up, 30, what=f"{self.name} to answer /?ping")
         wait_until(lambda: self.cluster.passing(self.name), 15, what=f"{self.name}'s check to pass")
 
+    def install_watches(self) -> None:
+        """What an operator does: render the watches into Consul's config dir and reload."""
+        subprocess.run([os.path.join(VENV_BIN, "tuggle-agent"), "install-watches", "--consul-config-dir",
+                        str(self.dir / "consul.d"), "--config", str(self.config_path), "--reload"],
+                       check=True, capture_output=True)
+
+    def handler_log(self) -> str:
+        p = self.data_dir / ".tuggle" / "handle-event.log"
+        return p.read_text() if p.exists() else ""
+
     def stop(self, sig=signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
@@ -112,9 +122,11 @@ class Agent:
 
 class TuggleCluster:
     def __init__(self, workdir: Path, nodes: int = 3, settings: dict | None = None, per_node: dict | None = None,
-                 zones: int = 1, config_dirs=()):
+                 zones: int = 1, watches: bool = False):
         self.workdir = workdir
+        self.watches = watches
         env = {"PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", "")}
+        config_dirs = [str(workdir / "{node}" / "consul.d")] if watches else []
         self.dev = DevCluster(nodes=nodes, zones=zones, timings=Timings.fast(), config_dirs=config_dirs, env=env)
         self.n = nodes
         self.base_settings = settings or {}
@@ -131,6 +143,9 @@ class TuggleCluster:
                 a.start(wait=False)
             for a in self.agents:
                 a.wait_ready()
+            if self.watches:
+                for a in self.agents:
+                    a.install_watches()
         except BaseException:
             self.__exit__(None, None, None)
             raise

@@ -42,7 +42,7 @@ def test_sizes_rates_durations():
     ("port: 99999\n", "port"),
     ("fetch_rate: quick\n", "fetch_rate"),
     ("fetch_timeout: soon\n", "fetch_timeout"),
-    ("relay: carrier-pigeon\n", "relay"),
+    ("post_download_failure: shrug\n", "post_download_failure"),
     ("write_allow: [not-an-ip]\n", "write_allow"),
     ("hooks: {pre_download: [{command: []}]}\n", "hooks"),
     ("hooks: {on_coffee: []}\n", "hooks"),

@@ -156,6 +156,7 @@ class TuggleApp:
         """Peer reads: rate-limited by serve_rate, and a full read re-checks our copy."""
         start, end = self.byte_range(req, meta.size)
         f = open(path, "rb")
+        f.seek(start)
 
         def body():
             h = hashlib.sha256() if (start == 0 and end == meta.size and self.cfg.verify_on_serve) else None
@@ -224,25 +225,24 @@ class TuggleApp:
     def control(self, req: Request, what: str) -> Response:
         if what == "status" and req.method == "GET":
             return as_json(self.node.status())
+        if what.startswith("verify/") and req.method == "POST":
+            # Open to peers: a fetcher that got bad bytes from us asks us to re-check our copy.
+            name = what[len("verify/"):]
+            try:
+                check_name(name)
+            except BadName as exc:
+                return text(str(exc), 400)
+            started = self.node.verify_later(name)
+            return text(f"verification of {name} {'started' if started else 'not needed'}", 202)
         if not self.write_allowed(req):
             return self.forbidden(req)
         if req.method != "POST":
             return text("control endpoints take POST", 405, Allow="POST")
         if what == "reconcile":
             return as_json(self.node.reconcile())
-        verb, _, name = what.partition("/")
-        try:
-            check_name(name)
-        except BadName as exc:
-            return text(str(exc), 400)
-        version = req.args.get("version")
-        if verb == "prefetch":
-            meta = self.node.kv.get(name)
-            if meta is None or (version and meta.version != version):
-                return text(f"{name} (version {version}) is not in Consul any more", 404)
-            started = self.node.prefetch(meta) is not None
-            return text(f"prefetch of {name} {'started' if started else 'not needed: held here'}", 202)
-        if verb == "drop":
-            dropped = self.node.drop_local(name, version)
-            return text(f"{name}: {'removed' if dropped else 'not held here'}", 200)
+        if what == "event":
+            verb, oid, version = (req.args.get(k, "") for k in ("verb", "id", "version"))
+            if verb not in ("FETCH", "DELETE") or not oid:
+                return text("POST /_tuggle/event?verb=FETCH|DELETE&id=<object id>&version=<version>", 400)
+            return text(self.node.on_event(verb, oid, version), 200)
         return text(f"unknown control endpoint /_tuggle/{what}", 404)

@@ -29,9 +29,16 @@ def main() -> None:
 
 def _register() -> None:
     from .devconsul.cli import devconsul_command
+    from .handle_event import handle_event_command
+    from .install_watches import install_watches_command
     from .serve import serve_command
 
+    from .devcluster import dev_command
+
     main.add_command(serve_command, "serve")
+    main.add_command(dev_command, "dev")
+    main.add_command(handle_event_command, "handle-event")
+    main.add_command(install_watches_command, "install-watches")
     main.add_command(devconsul_command, "devconsul")
 
 

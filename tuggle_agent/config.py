@@ -161,7 +161,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stall_timeout", _positive_duration, 30.0),
     Setting("nearest", _int_range(1, 1000), 3),
     Setting("max_fetch_per_source", _int_range(1, 1000), 3),
-    Setting("relay", _choice("pipelined", "store-and-forward"), "pipelined"),
     Setting("verify_on_serve", _bool, True),
     Setting("max_upload_size", parse_size, 64 * 2**40),
     Setting("write_allow", _networks, _networks(["127.0.0.0/8", "::1"])),
@@ -192,7 +191,6 @@ class Config:
     stall_timeout: float
     nearest: int
     max_fetch_per_source: int
-    relay: str
     verify_on_serve: bool
     max_upload_size: int
     write_allow: tuple

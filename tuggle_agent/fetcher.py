@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import requests
+import urllib3
 
 from .config import Config
 from .consul.client import ConsulUnavailable
@@ -158,10 +159,14 @@ class Fetcher:
                 raise DownloadFailed(f"{meta.name}: no complete copy within fetch_timeout "
                                      f"({self.cfg.fetch_timeout:g}s); {verifier.verified} of {meta.size} bytes verified", 504)
             self._check_cancelled(d)
-            holders = [h for h in self.ctx.finder.holders(meta.id, self.ctx.node) if h.node not in bad]
+            found = self.ctx.finder.holders(meta.id, self.ctx.node)
+            holders = [h for h in found if h.node not in bad]
             if not holders:
                 if attempt == 0 and not bad:
                     raise DownloadFailed(f"{meta.name}: no node holds a verified copy (no passing holder in Consul)", 404)
+                if found:
+                    raise DownloadFailed(f"{meta.name}: every holder ({', '.join(sorted(bad))}) sent bytes that failed "
+                                         "verification; they were asked to re-check their copies", 502)
                 attempt += 1
                 self._backoff(attempt, deadline, f"no usable holder of {meta.name}")
                 continue
@@ -178,6 +183,7 @@ class Fetcher:
                 bad.add(holder.node)
                 log.error("%s; discarding its bytes and using another holder", exc)
                 verifier.rewind(f)
+                self._report_corrupt(holder, meta.name)
             except SourceError as exc:
                 failures[holder.node] = failures.get(holder.node, 0) + 1
                 attempt += 1
@@ -186,6 +192,13 @@ class Fetcher:
             finally:
                 sem.release()
         log.info("fetched %s from %s: %s", meta.name, d.source, progress.summary())
+
+    def _report_corrupt(self, holder: Holder, name: str) -> None:
+        """Ask the holder to re-check its copy, so it stops serving bad bytes to everyone."""
+        try:
+            self._http.post(f"{holder.url}/_tuggle/verify/{name}", timeout=5)
+        except requests.exceptions.RequestException as exc:
+            log.warning("could not ask %s to re-verify %s: %s", holder.node, name, exc)
 
     def _check_cancelled(self, d: Download) -> None:
         if d.cancelled:
@@ -235,12 +248,15 @@ class Fetcher:
                         verifier.feed(chunk)
                     except PieceMismatch as exc:
                         raise CorruptSource(f"{exc} (sent by {holder.node})") from None
-                    if verifier.verified != before:
-                        f.flush()  # readers pread the file: verified bytes must be in it
+                    if verifier.verified != before and verifier.verified < meta.size:
+                        # Readers pread the file, so flush first.  The final bytes are
+                        # released by finish(), after the commit: once a client has the
+                        # whole object, so does this node's data dir.
+                        f.flush()
                         d.advance(verifier.verified)
                     progress.update(verifier.received)
                 verifier.finish_empty()
                 if not verifier.complete:
                     raise SourceError(f"{holder.node} closed the stream at byte {verifier.received} of {meta.size}")
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise SourceError(f"transfer of {meta.name} from {holder.node} broke ({exc.__class__.__name__})") from exc

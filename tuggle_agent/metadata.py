@@ -193,8 +193,9 @@ class Verifier:
     def feed(self, data: bytes) -> None:
         if self.received + len(data) > self.meta.size:
             raise PieceMismatch(f"more than the {self.meta.size} bytes of {self.meta.name}")
-        for digest in self.digester.update(data):
-            self._check(len(self.digester.digests) - 1, digest)
+        first = len(self.digester.digests)
+        for i, digest in enumerate(self.digester.update(data), first):
+            self._check(i, digest)
         if self.received == self.meta.size:
             self._finish()
 

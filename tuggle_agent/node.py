@@ -7,7 +7,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import hashlib
 import re
+import threading
 import time
 from typing import BinaryIO
 
@@ -23,6 +25,7 @@ from .fetcher import FetchContext, Fetcher
 from .hooks import hook_env, run_hooks
 from .metadata import Digester, ObjectMeta, PieceList, SyncSpec, piece_size_for
 from .names import check_name
+from .names import object_id as object_id_of
 from .progress import Progress
 from .ratelimit import TokenBucket
 from .store import LocalStore
@@ -49,6 +52,7 @@ class Node:
         self.name = ""
         self.fetcher: Fetcher | None = None
         self.serve_bucket = TokenBucket(config.serve_rate)
+        self._verified_at: dict[str, float] = {}
 
     # -- start-up -------------------------------------------------------------
     def start(self, consul_wait: float = 60.0) -> None:
@@ -94,11 +98,17 @@ class Node:
                 self._drop(name, local.meta if local else None,
                            "its object is gone from Consul" if meta is None else "Consul holds another version")
                 dropped.append(name)
+        if self.fetcher:
+            for d in self.fetcher.snapshot():
+                meta = metas.get(d.meta.name)
+                if meta is None or meta.version != d.meta.version:
+                    self.fetcher.cancel(d.meta.name)
+                    dropped.append(d.meta.name)
         tags = set() if self.cfg.fetch_only else kept
         if register:
             self.service.register(tags)
-        else:
-            self.service.register(tags | (self.service.tags & kept))
+        elif tags:
+            self.service.add(*tags)  # a no-op (no catalog write) when nothing is missing
         started = [m.name for m in metas.values() if m.sync and self.sync_applies(m.sync)
                    and m.id not in kept and self.prefetch(m) is not None]
         return {"kept": len(kept), "dropped": dropped, "prefetching": started}
@@ -174,16 +184,18 @@ class Node:
 
     def drop_local(self, name: str, version: str | None = None) -> bool:
         """Stop advertising and remove the local copy (of `version` only, if given)."""
+        cancelled = False
         if self.fetcher:
             active = self.fetcher.active(name)
-            if active is not None and (version is None or active.meta.version == version):
+            cancelled = active is not None and (version is None or active.meta.version == version)
+            if cancelled:
                 self.fetcher.cancel(name)
         with self.store.lock:
             local = self.store.get(name)
             if local is None or (version is not None and local.meta.version != version):
                 if local is None:
                     self.store.remove(name)  # debris without a valid sidecar
-                return False
+                return cancelled
             self._drop(name, local.meta, "it was deleted")
             return True
 
@@ -195,6 +207,21 @@ class Node:
         log.info("removed local copy of %s: %s", name, why)
         if meta is not None and self.cfg.hooks["post_delete"]:
             run_hooks("post_delete", self.cfg.hooks["post_delete"], meta, hook_env(meta, path, self.name))
+
+    def on_event(self, verb: str, object_id: str, version: str) -> str:
+        """A FETCH or DELETE event names an object by id and version (payloads are tiny)."""
+        if verb == "DELETE":
+            names = {n for n in self.store.names() if object_id_of(n) == object_id}
+            if self.fetcher:
+                names |= {d.meta.name for d in self.fetcher.snapshot() if d.meta.id == object_id}
+            if not names:
+                return "not held here"
+            dropped = [n for n in sorted(names) if self.drop_local(n, version)]
+            return f"removed {', '.join(dropped)}" if dropped else "held here in another version: kept"
+        meta = next((m for m in self.kv.list() if m.id == object_id), None)
+        if meta is None or meta.version != version:
+            return "stale: Consul no longer holds that version"
+        return f"prefetch of {meta.name} " + ("started" if self.prefetch(meta) else "not needed: held here")
 
     def prefetch(self, meta: ObjectMeta) -> Download | None:
         local = self.store.get(meta.name)
@@ -240,6 +267,26 @@ class Node:
             if local is not None and local.meta.version == meta.version:
                 log.error("local copy of %s is corrupt: %s; removing it", meta.name, why)
                 self._drop(meta.name, meta, "its copy was corrupt")
+
+    def verify_later(self, name: str, min_interval: float = 60.0) -> bool:
+        """Re-hash our copy in the background (at most once a minute per object)."""
+        local = self.store.get(name)
+        now = time.monotonic()
+        if local is None or now - self._verified_at.get(name, -min_interval) < min_interval:
+            return False
+        self._verified_at[name] = now
+        threading.Thread(target=self._verify, args=(local,), name=f"verify-{name}", daemon=True).start()
+        return True
+
+    def _verify(self, local) -> None:
+        h = hashlib.sha256()
+        with open(local.path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        if h.hexdigest() != local.meta.sha256:
+            self.quarantine(local.meta, f"SHA-256 is {h.hexdigest()}, expected {local.meta.sha256}")
+        else:
+            log.info("re-verified local copy of %s: intact", local.meta.name)
 
     def status(self) -> dict:
         local = []

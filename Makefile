@@ -1,0 +1,26 @@
+# The two commands of the README's Quick start, and what they need.
+VENV ?= .venv
+PYTHON ?= python3
+
+.PHONY: demo test bench deps
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+# Graphviz renders ?graph&format=svg|png; the tests check real `dot` output.
+deps: $(VENV)/.installed
+	@command -v dot >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq graphviz >/dev/null; fi; }
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/tuggle-agent dev --nodes 3
+
+test: deps
+	$(VENV)/bin/pytest -n 2 --dist loadfile
+
+bench: deps
+	$(VENV)/bin/python bench/devconsul_bench.py

@@ -1,0 +1,22 @@
+import itertools
+
+import pytest
+
+from tests.cluster import TuggleCluster
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def unique_name(request):
+    """A fresh object name per call, so tests sharing a cluster never collide."""
+    def make(suffix: str = "bin") -> str:
+        return f"t{next(_names)}-{request.node.name[:40].replace('[', '-').replace(']', '')}.{suffix}"
+    return make
+
+
+@pytest.fixture(scope="module")
+def cluster3(tmp_path_factory):
+    """Three nodes, default settings; shared by a module's tests (objects get unique names)."""
+    with TuggleCluster(tmp_path_factory.mktemp("c3"), nodes=3) as c:
+        yield c

@@ -1,0 +1,3 @@
+import sys
+print("post hook failing on purpose")
+sys.exit(3)

@@ -1,0 +1,3 @@
+import sys
+print("disk is full (test veto)")
+sys.exit(1)

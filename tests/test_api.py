@@ -1,0 +1,128 @@
+"""The HTTP API on a real 3-node cluster: the Go tuggle's README scenario and its edges."""
+
+import json
+import os
+import socket
+
+import requests
+
+from tests.cluster import wait_until
+from tuggle_agent.names import object_id
+
+
+def test_readme_scenario(cluster3, unique_name):
+    n1, n2, n3 = cluster3.agents
+    name = unique_name("tar.gz")
+    body = os.urandom(300_000)
+    r = n1.put(name, body, headers={"Content-Type": "application/gzip"})
+    assert r.status_code == 201, r.text
+
+    listing = requests.get(n1.url + "/").json()
+    entry = next(o for o in listing if o["name"] == name)
+    assert entry["id"] == object_id(name) and entry["size"] == len(body)
+    assert entry["content_type"] == "application/gzip" and entry["created_at"] and len(entry["sha256"]) == 64
+
+    h = requests.head(f"{n2.url}/{name}")
+    assert h.status_code == 200
+    assert h.headers["Content-Length"] == str(len(body))
+    assert h.headers["X-Tuggle-Object-Id"] == object_id(name)
+    assert h.headers["Content-Type"] == "application/gzip" and h.headers["Last-Modified"]
+    assert not n2.local_file(name).exists(), "HEAD must be answered from metadata, without fetching"
+
+    g = n2.get(name)
+    assert g.status_code == 200 and g.content == body
+    assert g.headers["ETag"].strip('"') == entry["sha256"]
+    assert n2.local_file(name).read_bytes() == body
+    wait_until(lambda: cluster3.holders(name) == {"node1", "node2"}, what="node1 and node2 tagged as holders")
+
+    d = requests.delete(f"{n3.url}/{name}")
+    assert d.status_code == 200
+    for a in cluster3.agents:
+        assert a.get(name).status_code == 404
+        assert requests.head(f"{a.url}/{name}").status_code == 404
+    assert name not in [o["name"] for o in requests.get(n1.url + "/").json()]
+    assert requests.delete(f"{n3.url}/{name}").status_code == 404
+
+
+def test_put_existing_name_is_409_and_changes_nothing(cluster3, unique_name):
+    n1, n2, _ = cluster3.agents
+    name = unique_name()
+    assert n1.put(name, b"first").status_code == 201
+    r = n2.put(name, b"second")
+    assert r.status_code == 409 and "exists" in r.text
+    assert n1.get(name).content == b"first"
+    assert n2.get(name).content == b"first"
+
+
+def test_bad_names_and_traversal_are_refused_with_nothing_written(cluster3):
+    n1 = cluster3.agents[0]
+    before = sorted(p for p in n1.dir.rglob("*"))
+    for raw in ["/..%2F..%2Fetc%2Fpasswd", "/.hidden", "/a%2Fb", "/-dash", "/" + "x" * 256, "/%00nul", "/sp%20ace"]:
+        r = requests.put(n1.url + raw, data=b"evil")
+        assert r.status_code in (400, 404), (raw, r.status_code)
+        if r.status_code == 400:
+            assert "must match" in r.text
+        assert requests.get(n1.url + raw).status_code in (400, 404)
+    assert sorted(p for p in n1.dir.rglob("*") if "agent.log" not in str(p)) == [p for p in before if "agent.log" not in str(p)]
+    assert not (n1.dir.parent / "evil").exists()
+
+
+def test_truncated_upload_leaves_no_object_file_or_tag(cluster3, unique_name):
+    n1 = cluster3.agents[0]
+    name = unique_name()
+    with socket.create_connection(("127.0.0.1", n1.port)) as s:
+        s.sendall(f"PUT /{name} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n".encode() + b"x" * 400_000)
+    # the server sees the disconnect; nothing may appear, now or later
+    assert n1.get(name).status_code == 404
+    assert requests.put(f"{n1.url}/{name}", data=b"ok").status_code == 201, "the name must still be free"
+    assert n1.local_file(name).read_bytes() == b"ok"
+    assert list((n1.data_dir / ".tmp").iterdir()) == []
+
+
+def test_range_on_held_and_fetched_objects(cluster3, unique_name):
+    n1, n2, _ = cluster3.agents
+    name = unique_name()
+    body = os.urandom(1_000_000)
+    n1.put(name, body)
+    r = n1.get(name, headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206 and r.content == body[100:200]
+    assert r.headers["Content-Range"] == f"bytes 100-199/{len(body)}"
+    r = n2.get(name, headers={"Range": "bytes=-10"})  # a miss: fetched, range honoured while streaming
+    assert r.status_code == 206 and r.content == body[-10:]
+    wait_until(lambda: n2.local_file(name).exists(), what="node2 to finish its fetch")
+    r = n2.get(name, headers={"Range": "bytes=500000-"})
+    assert r.status_code == 206 and r.content == body[500000:]
+    assert n2.get(name, headers={"Range": "bytes=2000000-"}).status_code == 416
+
+
+def test_conditional_get(cluster3, unique_name):
+    n1 = cluster3.agents[0]
+    name = unique_name()
+    n1.put(name, b"hello")
+    etag = n1.get(name).headers["ETag"]
+    assert n1.get(name, headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_graph_dot_and_svg(cluster3, unique_name):
+    n1, n2, n3 = cluster3.agents
+    name = unique_name()
+    n1.put(name, os.urandom(10_000))
+    assert n2.get(name).status_code == 200
+    assert n3.get(name).status_code == 200
+    dot = wait_until(lambda: (t := n1.get(name + "?graph").text).count("->") == 2 and t, what="two graph edges")
+    assert dot.startswith(f'digraph "{name}"')
+    assert '-> "node2"' in dot and '-> "node3"' in dot and "s\\n" in dot
+    svg = n1.get(name + "?graph&format=svg")
+    assert svg.status_code == 200 and svg.headers["Content-Type"].startswith("image/svg+xml")
+    assert b"<svg" in svg.content and b"node3" in svg.content
+    png = n1.get(name + "?graph&format=png")
+    assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert n1.get(name + "?graph&format=gif").status_code == 400
+    assert n1.get("missing-object?graph").status_code == 404
+
+
+def test_ping_and_listing_shapes(cluster3):
+    n1 = cluster3.agents[0]
+    assert requests.get(n1.url + "/?ping").status_code == 200
+    assert isinstance(json.loads(requests.get(n1.url + "/").text), list)
+    assert requests.get(n1.url + "/no-such-object").status_code == 404

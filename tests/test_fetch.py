@@ -1,0 +1,149 @@
+"""Cluster fetches: streaming while fetching, rate limit, corrupt and dying sources,
+fetch-only nodes, restart reconciliation."""
+
+import os
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.cluster import TuggleCluster, wait_until
+
+MiB = 2**20
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    # node3 downloads slowly so transfers can be watched and interrupted;
+    # node4 is fetch-only.
+    with TuggleCluster(tmp_path_factory.mktemp("fetch"), nodes=4, per_node={
+            "node3": {"fetch_rate": "2MiB", "stall_timeout": "3s"},
+            "node4": {"fetch_only": True}}) as c:
+        yield c
+
+
+def test_client_streams_while_the_fetch_runs(cluster, unique_name):
+    n1, _, n3, _ = cluster.agents
+    name = unique_name()
+    body = os.urandom(5 * MiB)
+    n1.put(name, body)
+    t0 = time.monotonic()
+    with requests.get(f"{n3.url}/{name}", stream=True, timeout=60) as r:
+        assert r.status_code == 200 and r.headers["Content-Length"] == str(len(body))
+        it = r.iter_content(64 * 1024)
+        first = next(it)
+        t_first = time.monotonic() - t0
+        rest = b"".join(it)
+    t_all = time.monotonic() - t0
+    assert first + rest == body
+    assert t_all > 2.0, "5 MiB at 2 MiB/s cannot take under 2 s: the rate limit is not applied"
+    assert t_first < t_all / 3, f"first byte after {t_first:.2f}s of {t_all:.2f}s: not streamed while fetching"
+
+
+def test_fetch_rate_is_shared_by_concurrent_fetches(cluster, unique_name):
+    n1, _, n3, _ = cluster.agents
+    names = [unique_name() for _ in range(3)]
+    bodies = {n: os.urandom(2 * MiB) for n in names}
+    for n in names:
+        n1.put(n, bodies[n])
+    results = {}
+
+    def get(n):
+        results[n] = n3.get(n).content
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=get, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    assert results == bodies
+    rate = 6 * MiB / elapsed
+    assert 0.85 * 2 * MiB <= rate <= 1.15 * 2 * MiB, f"{rate / MiB:.2f} MiB/s against a 2 MiB/s limit"
+
+
+def test_corrupt_holder_is_detected_and_another_used(cluster, unique_name):
+    n1, n2, n3, _ = cluster.agents
+    name = unique_name()
+    body = os.urandom(3 * MiB)
+    n1.put(name, body)
+    assert n2.get(name).content == body
+    # Flip bytes in node2's copy behind the agent's back (same size, so only digests can tell).
+    with open(n2.local_file(name), "r+b") as f:
+        f.seek(1 * MiB)
+        f.write(b"\0" * 100)
+    # Make node2 the only candidate at first: node1 looks far away and node3 picks the nearest.
+    cluster.dev.set_coordinate("node1", vec=[0.5] + [0.0] * 7)
+    cluster.dev.set_coordinate("node2", vec=[0.0] * 8)
+    cluster.dev.set_coordinate("node3", vec=[0.0001] + [0.0] * 7)
+    try:
+        n3.write_config(nearest=1)
+        n3.stop(); n3.start()
+        r = n3.get(name)
+        assert r.status_code == 200 and r.content == body, "bad bytes reached the client"
+        assert n3.local_file(name).read_bytes() == body
+        assert "failed SHA-256 verification" in n3.log()
+        # node2 was told; it re-hashes, finds the damage and stops advertising its copy.
+        wait_until(lambda: "node2" not in cluster.holders(name), 10, what="node2 to drop its corrupt copy")
+        assert not n2.local_file(name).exists()
+    finally:
+        n3.write_config(nearest=3)
+        n3.stop(); n3.start()
+
+
+def test_source_killed_mid_transfer_resumes_from_another_holder(cluster, unique_name):
+    n1, n2, n3, _ = cluster.agents
+    name = unique_name()
+    body = os.urandom(8 * MiB)
+    n1.put(name, body)
+    assert n2.get(name).content == body
+    got = {}
+
+    def get():
+        got["r"] = n3.get(name, timeout=60)
+
+    t = threading.Thread(target=get)
+    t.start()
+    status = wait_until(lambda: [f for f in requests.get(n3.url + "/_tuggle/status").json()["fetching"]
+                                 if f["name"] == name and f["verified"] > MiB], 20, what="fetch under way")
+    source = next(a for a in (n1, n2) if a.name == status[0]["source"])
+    source.kill()
+    try:
+        t.join(60)
+        assert got["r"].status_code == 200 and got["r"].content == body
+        assert n3.local_file(name).read_bytes() == body
+        assert "resuming from byte" in n3.log()
+    finally:
+        source.start()
+
+
+def test_fetch_only_node_refuses_put_and_never_advertises(cluster, unique_name):
+    n1, _, _, n4 = cluster.agents
+    name = unique_name()
+    r = n4.put(name, b"nope")
+    assert r.status_code == 405 and "fetch_only" in r.text
+    n1.put(name, b"data for everyone")
+    assert n4.get(name).content == b"data for everyone"
+    assert n4.local_file(name).exists()
+    assert cluster.holders(name) == {"node1"}
+
+
+def test_restart_reconciles_local_copies_with_consul(cluster, unique_name):
+    n1, n2, _, _ = cluster.agents
+    keep, gone = unique_name(), unique_name()
+    for n in (keep, gone):
+        n1.put(n, n.encode())
+        assert n2.get(n).status_code == 200
+    wait_until(lambda: "node2" in cluster.holders(keep) and "node2" in cluster.holders(gone), what="node2 tagged")
+    n2.stop()
+    assert requests.delete(f"{n1.url}/{gone}").status_code == 200
+    (n2.data_dir / ".tmp" / "fetch.leftover.x").write_bytes(b"half")
+    (n2.data_dir / "stray-file").write_bytes(b"no sidecar")
+    n2.start()
+    assert not n2.local_file(gone).exists()
+    assert not (n2.data_dir / "stray-file").exists()
+    assert list((n2.data_dir / ".tmp").iterdir()) == []
+    assert n2.local_file(keep).read_bytes() == keep.encode()
+    assert "node2" in cluster.holders(keep)

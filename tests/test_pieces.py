@@ -1,0 +1,67 @@
+"""Piece digests: what makes streamed and relayed bytes trustworthy."""
+
+import hashlib
+import io
+import os
+
+import pytest
+
+from tuggle_agent.metadata import Digester, ObjectMeta, PieceList, PieceMismatch, Verifier, piece_size_for
+
+
+def make(body: bytes, piece: int):
+    d = Digester(piece)
+    d.update(body)
+    sha, digests = d.finish()
+    assert sha == hashlib.sha256(body).hexdigest()
+    return ObjectMeta(name="x", size=len(body), sha256=sha, piece_size=piece), PieceList(piece, digests)
+
+
+@pytest.mark.parametrize("size", [0, 1, 1000, 4096, 4097, 3 * 4096 + 5])
+@pytest.mark.parametrize("chunk", [1, 999, 4096, 10_000])
+def test_good_bytes_verify_in_any_chunking(size, chunk):
+    body = os.urandom(size)
+    meta, pieces = make(body, 4096)
+    v = Verifier(meta, pieces)
+    seen = []
+    for i in range(0, size, chunk):
+        v.feed(body[i:i + chunk])
+        seen.append(v.verified)
+    v.finish_empty()
+    assert v.complete and v.verified == size
+    assert all(s < size or i == len(seen) - 1 for i, s in enumerate(seen)), "the last piece is held back until the end"
+
+
+def test_a_bad_piece_is_caught_before_it_counts_and_rewind_resumes():
+    body = os.urandom(5 * 4096)
+    meta, pieces = make(body, 4096)
+    bad = body[:2 * 4096] + b"\0" * 10 + body[2 * 4096 + 10:]
+    v = Verifier(meta, pieces)
+    f = io.BytesIO()
+    with pytest.raises(PieceMismatch, match="piece 2"):
+        for i in range(0, len(bad), 3000):
+            f.write(bad[i:i + 3000])
+            v.feed(bad[i:i + 3000])
+    assert v.verified == 2 * 4096
+    v.rewind(f)
+    assert f.getvalue() == body[:2 * 4096] and v.received == 2 * 4096
+    rest = body[v.received:]
+    f.write(rest)
+    v.feed(rest)
+    assert v.complete and f.getvalue() == body
+
+
+def test_too_many_bytes_and_wrong_whole_digest_are_refused():
+    body = os.urandom(5000)
+    meta, pieces = make(body, 4096)
+    with pytest.raises(PieceMismatch):
+        Verifier(meta, pieces).feed(body + b"x")
+    meta.sha256 = "0" * 64
+    with pytest.raises(PieceMismatch, match="whole-object"):
+        Verifier(meta, pieces).feed(body)
+
+
+def test_piece_size_keeps_piece_count_bounded():
+    assert piece_size_for(0) == 128 * 1024
+    assert piece_size_for(2**30) * 256 >= 2**30
+    assert piece_size_for(2**30) == 4 * 2**20

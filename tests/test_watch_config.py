@@ -1,0 +1,53 @@
+"""consul.d/ holds only what a real Consul agent accepts (consul-semantics 2.1)."""
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from tuggle_agent.cli import main
+from tuggle_agent.config import load_config
+from tuggle_agent.watches import render
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMON = {"type", "datacenter", "token", "handler_type", "args", "handler", "http_handler_config"}
+BY_TYPE = {"keyprefix": {"prefix", "stale"}, "key": {"key", "stale"}, "event": {"name"}}
+
+
+def validate_watch(w: dict) -> None:
+    """Consul's own rules for a watch in agent config."""
+    assert "type" in w, "Watch type must be specified"
+    assert w["type"] in BY_TYPE, f"Unsupported watch type: {w['type']}"
+    unknown = set(w) - COMMON - BY_TYPE[w["type"]]
+    assert not unknown, f"Invalid parameters: {unknown}"
+    assert w.get("handler_type", "script") in ("script", "http")
+    handlers = [k for k in ("args", "handler", "http_handler_config") if k in w]
+    assert len(handlers) == 1, "Only one watch handler allowed / Must define a watch handler"
+    if "args" in w:
+        assert isinstance(w["args"], list) and all(isinstance(a, str) for a in w["args"])
+    if w["type"] == "keyprefix":
+        assert isinstance(w.get("prefix"), str) and w["prefix"]
+    if w["type"] == "event":
+        assert isinstance(w.get("name", ""), str)
+
+
+def test_shipped_consul_d_is_valid_and_current():
+    data = json.loads((ROOT / "consul.d/tuggle-agent-watches.json").read_text())
+    assert set(data) == {"watches"}
+    for w in data["watches"]:
+        validate_watch(w)
+    assert {(w["type"], w.get("prefix") or w.get("name")) for w in data["watches"]} == {("keyprefix", "tuggle/"), ("event", "tuggle")}
+    assert data == render(load_config(None, env={}), "/etc/tuggle-agent/tuggle.yaml", "/usr/local/bin/tuggle-agent")
+
+
+def test_install_watches_renders_for_the_node(tmp_path):
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text("namespace: deploy\nport: 9911\n")
+    r = CliRunner().invoke(main, ["install-watches", "--consul-config-dir", str(tmp_path / "consul.d"), "--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "consul.d/tuggle-agent-watches.json").read_text())
+    for w in data["watches"]:
+        validate_watch(w)
+        assert w["args"][1:] == ["handle-event", "--config", str(cfg)]
+        assert Path(w["args"][0]).is_absolute()
+    assert {w.get("prefix") or w.get("name") for w in data["watches"]} == {"deploy/", "deploy"}

@@ -1,0 +1,201 @@
+"""Consul watches drive prefetch and delete: the dev agent runs the real
+`tuggle-agent handle-event` from the consul.d files install-watches wrote."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.cluster import VENV_BIN, TuggleCluster, wait_until
+from tuggle_agent.names import object_id
+
+MiB = 2**20
+HOOK = Path(__file__).parent / "hook_scripts"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    work = tmp_path_factory.mktemp("watches")
+    py = sys.executable
+    hooks = {
+        "pre_download": [{"command": [py, str(HOOK / "veto.py")], "match": "veto-*", "timeout": "10s"}],
+        "post_download": [{"command": [py, str(HOOK / "record_env.py"), str(work / "hook-env.jsonl")], "timeout": "10s"},
+                          {"command": [py, str(HOOK / "fail.py")], "match": "postfail-*", "timeout": "10s"}],
+        "post_delete": [{"command": [py, str(HOOK / "record_env.py"), str(work / "hook-delete.jsonl")], "timeout": "10s"}],
+    }
+    with TuggleCluster(work, nodes=3, watches=True, per_node={
+            "node2": {"hooks": hooks, "post_download_failure": "keep"},
+            "node3": {"fetch_rate": "4MiB", "hooks": hooks, "post_download_failure": "discard"}}) as c:
+        c.work = work
+        yield c
+
+
+def holds(agent, name, body):
+    p = agent.local_file(name)
+    return p.exists() and p.read_bytes() == body
+
+
+def test_sync_reaches_every_node_without_a_get(cluster, unique_name):
+    name = unique_name()
+    body = os.urandom(200_000)
+    assert cluster[0].put(name + "?sync", body).status_code == 201
+    for a in cluster.agents:
+        wait_until(lambda: holds(a, name, body), 20, what=f"{a.name} to prefetch")
+    wait_until(lambda: cluster.holders(name) == {"node1", "node2", "node3"}, what="all nodes tagged")
+
+
+def test_node_down_during_sync_catches_up_after_restart(cluster, unique_name):
+    n3 = cluster[2]
+    name = unique_name()
+    body = os.urandom(100_000)
+    n3.stop()
+    cluster.dev.stop_node("node3")
+    try:
+        assert cluster[0].put(name + "?sync", body).status_code == 201
+        wait_until(lambda: holds(cluster[1], name, body), 20, what="node2 to prefetch")
+        assert not n3.local_file(name).exists()
+    finally:
+        cluster.dev.restart_node("node3")
+        n3.start()
+    wait_until(lambda: holds(n3, name, body), 20, what="node3 to catch up after restart")
+
+
+def test_node_down_during_delete_deletes_on_restart(cluster, unique_name):
+    n1, _, n3 = cluster.agents
+    name = unique_name()
+    body = os.urandom(100_000)
+    n1.put(name + "?sync", body)
+    wait_until(lambda: holds(n3, name, body), 20, what="node3 to prefetch")
+    n3.stop()
+    cluster.dev.stop_node("node3")
+    try:
+        assert requests.delete(f"{n1.url}/{name}").status_code == 200
+    finally:
+        cluster.dev.restart_node("node3")
+        n3.start(wait=False)
+    # from its first answer on, node3 never serves the old bytes
+    wait_until(lambda: requests.get(n3.url + "/?ping", timeout=1).ok, 20, what="node3 up")
+    assert n3.get(name).status_code == 404
+    n3.wait_ready()
+    wait_until(lambda: not n3.local_file(name).exists(), 10, what="node3 to drop the deleted object")
+    assert "node3" not in cluster.holders(name)
+
+
+def test_delete_then_immediate_put_ends_with_new_content_everywhere(cluster, unique_name):
+    n1, n2, _ = cluster.agents
+    name = unique_name()
+    old, new = os.urandom(150_000), os.urandom(150_000)
+    n1.put(name + "?sync", old)
+    for a in cluster.agents:
+        wait_until(lambda: holds(a, name, old), 20, what=f"{a.name} old copy")
+    assert requests.delete(f"{n2.url}/{name}").status_code == 200
+    assert n1.put(name + "?sync", new).status_code == 201
+    for a in cluster.agents:
+        wait_until(lambda: holds(a, name, new), 20, what=f"{a.name} new copy")
+        assert a.get(name).content == new
+    # and it stays that way once every queued handler has run (a later event is handled after)
+    marker = unique_name()
+    n1.put(marker + "?sync", b"m")
+    for a in cluster.agents:
+        wait_until(lambda: holds(a, marker, b"m"), 20, what="marker")
+        assert holds(a, name, new), f"{a.name} lost the new copy"
+
+
+def test_event_redelivered_after_reload_acts_once(cluster, unique_name):
+    n2 = cluster[1]
+    name = unique_name()
+    body = os.urandom(50_000)
+    cluster[0].put(name + "?sync", body)
+    oid = object_id(name)
+    wait_until(lambda: f"FETCH event" in n2.handler_log() and f"(object {oid}," in n2.handler_log(), 20,
+               what="node2's handler to act on the FETCH event")
+    before = n2.handler_log().count("acting on FETCH")
+    skipped_before = n2.handler_log().count("skipping FETCH")
+    cluster.dev.reload("node2")
+    wait_until(lambda: n2.handler_log().count("skipping FETCH") > skipped_before, 20,
+               what="the replayed event buffer to reach the handler")
+    assert n2.handler_log().count("acting on FETCH") == before
+
+
+def test_filtered_sync_reaches_only_matching_nodes(cluster, unique_name):
+    n1, n2, n3 = cluster.agents
+    name = unique_name()
+    body = os.urandom(30_000)
+    assert n1.put(name + "?sync&node=node[12]$", body).status_code == 201
+    wait_until(lambda: holds(n2, name, body), 20, what="node2 to prefetch")
+    marker = unique_name()
+    n1.put(marker + "?sync", b"m")
+    wait_until(lambda: holds(n3, marker, b"m"), 20, what="node3 to handle a later sync")
+    assert not n3.local_file(name).exists(), "node3 does not match node=node[12]$"
+    # durable too: a reconcile (any KV change, or restart) applies the same filter
+    requests.post(n3.url + "/_tuggle/reconcile")
+    assert not n3.local_file(name).exists()
+
+
+def test_slow_prefetch_does_not_delay_a_delete(cluster, unique_name):
+    n1, _, n3 = cluster.agents
+    name = unique_name()
+    n1.put(name + "?sync", os.urandom(24 * MiB))  # 6 s at node3's 4 MiB/s
+    wait_until(lambda: any(f["name"] == name and f["verified"] > 0
+                           for f in requests.get(n3.url + "/_tuggle/status").json()["fetching"]), 20,
+               what="node3 fetching")
+    t0 = time.monotonic()
+    assert requests.delete(f"{n1.url}/{name}").status_code == 200
+    wait_until(lambda: not any(f["name"] == name for f in requests.get(n3.url + "/_tuggle/status").json()["fetching"]),
+               5, what="node3 to abandon the fetch")
+    assert time.monotonic() - t0 < 3.0
+    assert not n3.local_file(name).exists()
+    assert list((n3.data_dir / ".tmp").glob(f"*{name}*")) == []
+
+
+def test_hooks_get_the_documented_environment(cluster, unique_name):
+    name = unique_name()
+    body = b"hooked"
+    cluster[0].put(name, body, headers={"Content-Type": "text/plain"})
+    assert cluster[1].get(name).content == body
+    records = wait_until(lambda: [r for r in map(json.loads, (cluster.work / "hook-env.jsonl").read_text().splitlines())
+                                  if r["TUGGLE_NAME"] == name], 10, what="post_download hook")
+    env = records[0]
+    assert env["TUGGLE_PATH"] == str(cluster[1].local_file(name))
+    assert env["TUGGLE_SIZE"] == "6" and env["TUGGLE_CONTENT_TYPE"] == "text/plain"
+    assert env["TUGGLE_SOURCE_NODE"] == "node1" and env["TUGGLE_NODE"] == "node2"
+    assert len(env["TUGGLE_ID"]) == 32 and len(env["TUGGLE_SHA256"]) == 64
+    requests.delete(f"{cluster[0].url}/{name}")
+    wait_until(lambda: any(json.loads(l)["TUGGLE_NAME"] == name
+                           for l in (cluster.work / "hook-delete.jsonl").read_text().splitlines()), 10,
+               what="post_delete hook on node2")
+
+
+def test_vetoing_pre_hook_blocks_the_download(cluster, unique_name):
+    name = "veto-" + unique_name()
+    cluster[0].put(name, b"not wanted")
+    r = cluster[1].get(name)
+    assert r.status_code == 503 and "pre_download" in r.text and "disk is full (test veto)" in r.text
+    assert not cluster[1].local_file(name).exists()
+
+
+def test_failing_post_hook_follows_policy(cluster, unique_name):
+    name = "postfail-" + unique_name()
+    cluster[0].put(name, b"payload")
+    assert cluster[1].get(name).content == b"payload"  # keep
+    assert cluster[2].get(name).content == b"payload"  # discard: the client still got its bytes
+    status2 = wait_until(lambda: [o for o in requests.get(cluster[1].url + "/_tuggle/status").json()["objects"]
+                                  if o["name"] == name and o["status"].get("post_download")], 10, what="status")
+    assert status2[0]["status"]["post_download"] == "failed" and "exited 3" in status2[0]["status"]["post_download_error"]
+    wait_until(lambda: not cluster[2].local_file(name).exists(), 10, what="node3 to discard")
+    wait_until(lambda: cluster.holders(name) == {"node1", "node2"}, 10, what="node3 not advertising")
+
+
+@pytest.mark.parametrize("stdin", ["not json", '{"Key": "x"}', "[1, 2]", '[{"foo": 1}]'])
+def test_malformed_stdin_is_refused_and_changes_nothing(cluster, stdin):
+    before = sorted(p.name for p in cluster[0].data_dir.iterdir())
+    p = subprocess.run([os.path.join(VENV_BIN, "tuggle-agent"), "handle-event", "--config", str(cluster[0].config_path)],
+                       input=stdin, capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0
+    assert "not a Consul watch result" in p.stderr and "Nothing was changed" in p.stderr
+    assert sorted(p.name for p in cluster[0].data_dir.iterdir()) == before

@@ -1,0 +1,54 @@
+"""The Consul agent config that wires tuggle-agent into Consul's own watches.
+
+Two watches, both running `tuggle-agent handle-event --config <path>`:
+  keyprefix <ns>/   every metadata change: reconcile this node with KV (durable
+                    sync and delete; a node that was down catches up on its first run)
+  event <ns>        FETCH/DELETE user events: the fast path
+Only keys Consul knows are written (consul-semantics 2.1), so a real agent loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from .config import Config
+
+FILE_NAME = "tuggle-agent-watches.json"
+
+
+def agent_executable() -> str:
+    """The tuggle-agent to run from Consul: absolute, since Consul's PATH may differ."""
+    exe = Path(sys.argv[0])
+    if exe.name == "tuggle-agent" and exe.exists():
+        return str(exe.resolve())
+    beside = Path(sys.executable).parent / "tuggle-agent"  # the venv we run from
+    if beside.exists():
+        return str(beside)
+    return shutil.which("tuggle-agent") or "tuggle-agent"
+
+
+def render(cfg: Config, config_path: str | os.PathLike, executable: str | None = None) -> dict:
+    args = [executable or agent_executable(), "handle-event", "--config", str(Path(config_path).absolute())]
+    return {"watches": [
+        {"type": "keyprefix", "prefix": f"{cfg.namespace}/", "handler_type": "script", "args": args},
+        {"type": "event", "name": cfg.namespace, "handler_type": "script", "args": args},
+    ]}
+
+
+def install(cfg: Config, config_path: str | os.PathLike, consul_config_dir: str | os.PathLike,
+            executable: str | None = None) -> Path:
+    out_dir = Path(consul_config_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / FILE_NAME
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tuggle-watches.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(render(cfg, config_path, executable), f, indent=2)
+        f.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
+    return target
