@@ -127,6 +127,7 @@ def test_query_errors_back_off_and_refire_with_full_data(tmp_path, make_cluster)
     write_config(tmp_path / "node1", {"type": "event", "name": "e", "args": rec.args()})
     cluster = make_cluster(nodes=2, config_dirs=[tmp_path / "{node}"])  # node2 has no config dir
     rec.wait(1)
+    wait_until(cluster.store.waiting)  # the watch's blocking query is parked
     node1 = cluster.node("node1")
     node1.inject_errors(2)  # the watch's next two queries fail
     cluster.consul("node2").event.fire("e", "x")  # wakes the parked query; the next ones fail

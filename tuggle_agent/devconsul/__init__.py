@@ -3,7 +3,24 @@ API subset tuggle-agent uses, for tests and local development.
 
     from tuggle_agent.devconsul import DevCluster, Timings
     with DevCluster(nodes=3, timings=Timings.fast()) as cluster:
-        c = cluster.consul("node1")
+        c = cluster.consul("node1")          # py-consul client of node1
+        cluster.stop_node("node2")           # node failure: serfHealth critical
+        cluster.restart_node("node2")        # comes back empty, watches re-fire
+
+Behaviour worth knowing (see the module docstrings for details):
+* Every node is a server of dc1; all share one KV store, catalog and session
+  table; each has its own local services/checks, 256-event buffer, watches
+  and coordinate. The leader is the first node that is up.
+* `--zones`/`zones=` assigns node i to zone (i-1) % zones (round-robin);
+  same-zone RTT ~0.2 ms, cross-zone ~20 ms. `set_coordinate` overrides.
+* stop_node/kill_node model an agent failure (not `consul leave`): the HTTP
+  listener closes, watch handlers get SIGTERM (kill: SIGKILL), serfHealth
+  turns critical, the node's sessions are invalidated; its catalog entries
+  stay. restart_node keeps the port and node ID, forgets local services,
+  checks and events (no persisted agent state) and re-reads config dirs.
+* A missing config dir only logs a warning (Consul would refuse to start).
+* `Agent.inject_errors(n, status)` makes a node's next n requests fail, to
+  exercise clients' (and watches') error paths.
 """
 
 from .cluster import DevCluster

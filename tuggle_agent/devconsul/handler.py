@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -61,9 +62,10 @@ class ProcessGroup:
         self.signal_all(signal.SIGTERM)
         with self._lock:
             procs = list(self._procs)
+        deadline = time.monotonic() + grace
         for proc in procs:
             try:
-                proc.wait(timeout=grace)
+                proc.wait(timeout=max(deadline - time.monotonic(), 0))
             except subprocess.TimeoutExpired:
                 pass
         self.signal_all(signal.SIGKILL)
