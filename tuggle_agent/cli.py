@@ -1,17 +1,40 @@
 """The `tuggle-agent` command line: one click group, one sub-command per job.
 
-Each sub-command lives next to the code it drives; this module only wires them
-together so `tuggle-agent --help` lists everything in one place.
+Each sub-command lives next to the code it drives and is imported only when it
+runs: Consul starts `handle-event` for every watch firing, so its start-up time
+matters and it must not pay for the dev cluster's imports.
 """
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from . import __version__
 
+COMMANDS = {
+    "serve": "tuggle_agent.serve:serve_command",
+    "dev": "tuggle_agent.devcluster:dev_command",
+    "devconsul": "tuggle_agent.devconsul.cli:devconsul_command",
+    "handle-event": "tuggle_agent.handle_event:handle_event_command",
+    "install-watches": "tuggle_agent.install_watches:install_watches_command",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="tuggle-agent")
 def main() -> None:
     """Distribute files inside a Consul cluster.
@@ -23,23 +46,6 @@ def main() -> None:
     Examples:
       tuggle-agent dev --nodes 3                  # local 3-node cluster on the embedded dev agent
       tuggle-agent serve --config config/tuggle.yaml
+      tuggle-agent install-watches --consul-config-dir /etc/consul.d --config /etc/tuggle-agent.yaml --reload
       tuggle-agent devconsul --nodes 3 --http-port 8500
     """
-
-
-def _register() -> None:
-    from .devconsul.cli import devconsul_command
-    from .handle_event import handle_event_command
-    from .install_watches import install_watches_command
-    from .serve import serve_command
-
-    from .devcluster import dev_command
-
-    main.add_command(serve_command, "serve")
-    main.add_command(dev_command, "dev")
-    main.add_command(handle_event_command, "handle-event")
-    main.add_command(install_watches_command, "install-watches")
-    main.add_command(devconsul_command, "devconsul")
-
-
-_register()

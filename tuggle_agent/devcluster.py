@@ -19,9 +19,7 @@ import click
 import requests
 import yaml
 
-from .config import load_config
 from .devconsul import DevCluster, Timings
-from .watches import install
 
 
 def _agent_bin() -> str:
@@ -52,7 +50,7 @@ class LocalCluster:
                 "data_dir": str(d / "data"), "bind": "127.0.0.1", "port": self.port + i - 1,
                 "consul": {"address": f"127.0.0.1:{self.consul_port + i - 1}"},
                 "check_interval": "2s", **self.settings}))
-            install(load_config(cfg_path, env={}), cfg_path, d / "consul.d", _agent_bin())
+            (d / "consul.d").mkdir(exist_ok=True)
 
     def start(self) -> None:
         self.prepare()
@@ -80,6 +78,12 @@ class LocalCluster:
                 if time.monotonic() > deadline:
                     raise click.ClickException(f"node{i} did not answer {url} within 60s")
                 time.sleep(0.1)
+        # Wire the watches in last, as an operator would once the agent runs, so their
+        # first firing finds `serve` up.
+        for i in range(1, self.nodes + 1):
+            d = self.node_dir(i)
+            subprocess.run([_agent_bin(), "install-watches", "--consul-config-dir", str(d / "consul.d"),
+                            "--config", str(d / "tuggle.yaml"), "--reload"], check=True, capture_output=True)
 
     def stop(self) -> None:
         for p in self.procs:
@@ -101,12 +105,12 @@ class LocalCluster:
         p1, p2 = self.port, self.port + min(1, self.nodes - 1)
         examples = f"""
 Try it:
-  curl -XPUT --data-binary @/etc/os-release http://127.0.0.1:{p1}/os-release      # store on node1
+  curl -T /etc/os-release http://127.0.0.1:{p1}/os-release                       # store on node1 (PUT)
   curl http://127.0.0.1:{p1}/                                                    # list objects
   curl -I http://127.0.0.1:{p2}/os-release                                       # metadata, from any node
   curl http://127.0.0.1:{p2}/os-release                                          # node{1 + p2 - p1} fetches it from node1
   curl 'http://127.0.0.1:{p1}/os-release?graph'                                  # who fetched from whom (DOT)
-  curl -XPUT --data-binary @/etc/hostname 'http://127.0.0.1:{p1}/hostname?sync' # prefetch on every node
+  curl -T /etc/hostname 'http://127.0.0.1:{p1}/hostname?sync'                   # store + prefetch everywhere
   curl -XDELETE http://127.0.0.1:{p2}/os-release                                 # delete everywhere
 Logs: {self.workdir}/node*/agent.log   Stop: Ctrl-C"""
         return "\n".join(rows) + "\n" + examples
