@@ -145,7 +145,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         headers = {"X-Consul-Default-Acl-Policy": "allow", **resp.headers}
         headers["Content-Length"] = str(len(resp.body))
         headers["Date"] = formatdate(usegmt=True)
-        head = f"HTTP/1.1 {resp.status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        # Go canonicalises header names (X-Consul-Knownleader); so do we.
+        lines = "".join(f"{'-'.join(p.capitalize() for p in k.split('-'))}: {v}\r\n" for k, v in headers.items())
+        head = f"HTTP/1.1 {resp.status} {reason}\r\n" + lines
         payload = head.encode("latin-1") + b"\r\n" + (b"" if self.command == "HEAD" else resp.body)
         try:
             self.wfile.write(payload)

@@ -18,6 +18,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
+from email.message import Message
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -119,7 +120,7 @@ class Plan:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
-    def _get(self, path: str, params: list[tuple[str, str]]) -> tuple[int, dict, bytes]:
+    def _get(self, path: str, params: list[tuple[str, str]]) -> tuple[int, Message, bytes]:
         headers = {"X-Consul-Token": self.spec.token} if self.spec.token else {}
         with self._conn_lock:
             if self._stop.is_set():
@@ -130,7 +131,7 @@ class Plan:
         try:
             conn.request("GET", f"{path}?{urlencode(params)}" if params else path, headers=headers)
             resp = conn.getresponse()
-            return resp.status, dict(resp.getheaders()), resp.read()
+            return resp.status, resp.headers, resp.read()
         except (OSError, http.client.HTTPException) as err:
             with self._conn_lock:
                 conn.close()
