@@ -127,6 +127,8 @@ class TuggleCluster:
         self.watches = watches
         env = {"PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", "")}
         config_dirs = [str(workdir / "{node}" / "consul.d")] if watches else []
+        for i in range(nodes if watches else 0):  # Consul refuses to start on a missing config dir
+            (workdir / f"node{i + 1}" / "consul.d").mkdir(parents=True, exist_ok=True)
         self.dev = DevCluster(nodes=nodes, zones=zones, timings=Timings.fast(), config_dirs=config_dirs, env=env)
         self.n = nodes
         self.base_settings = settings or {}

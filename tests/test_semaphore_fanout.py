@@ -12,7 +12,7 @@ MiB = 2**20
 
 
 def test_at_most_three_concurrent_fetches_per_source(tmp_path):
-    with TuggleCluster(tmp_path, nodes=10, settings={"fetch_rate": "4MiB"}) as c:
+    with TuggleCluster(tmp_path, nodes=10, settings={"fetch_rate": "4MiB", "relay": "store-and-forward"}) as c:
         name = "fanout.bin"
         body = os.urandom(2 * MiB)
         assert c[0].put(name, body).status_code == 201

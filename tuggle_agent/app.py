@@ -148,35 +148,41 @@ class TuggleApp:
         if req.method == "HEAD":
             return Response(status=200, headers={**self.object_headers(meta), "Content-Length": str(meta.size)})
         if internal:
-            # Peers are served from local bytes only: never start a fetch chain for them.
+            # Peers are served from local bytes only, never by starting a fetch for them;
+            # with pipelined relay that includes the verified part of a fetch in progress.
+            d = self.node.fetcher.active(name) if self.cfg.pipelined else None
+            if d is not None and d.meta.version == meta.version and d.relay is not None:
+                start, end = self.byte_range(req, meta.size)
+                return self.ranged_response(meta, start, end, req, self.to_peer(d.read(start, end)))
             return text(f"{name} is not held on this node", 404)
         return self.stream_fetch(req, meta)
 
     def serve_to_peer(self, req: Request, meta: ObjectMeta, path) -> Response:
-        """Peer reads: rate-limited by serve_rate, and a full read re-checks our copy."""
+        """A complete local copy to a peer; a whole read re-checks our copy on the way."""
         start, end = self.byte_range(req, meta.size)
-        f = open(path, "rb")
-        f.seek(start)
+        whole = (start, end) == (0, meta.size) and self.cfg.verify_on_serve
 
-        def body():
-            h = hashlib.sha256() if (start == 0 and end == meta.size and self.cfg.verify_on_serve) else None
-            try:
+        def chunks():
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                f.seek(start)
                 pos = start
-                while pos < end:
-                    block = f.read(min(256 * 1024, end - pos))
-                    if not block:
-                        break
-                    self.node.serve_bucket.take(len(block))
-                    if h is not None:
-                        h.update(block)
+                while pos < end and (block := f.read(min(256 * 1024, end - pos))):
                     pos += len(block)
+                    if whole:
+                        h.update(block)
                     yield block
-                if h is not None and h.hexdigest() != meta.sha256:
-                    self.node.quarantine(meta, "its bytes no longer match their SHA-256 (changed on disk?)")
-            finally:
-                f.close()
+            if whole and h.hexdigest() != meta.sha256:
+                self.node.quarantine(meta, "its bytes no longer match their SHA-256 (changed on disk?)")
 
-        return self.ranged_response(meta, start, end, req, body())
+        return self.ranged_response(meta, start, end, req, self.to_peer(chunks()))
+
+    def to_peer(self, chunks):
+        """Bytes for peers pass the node-wide serve_rate bucket."""
+        for block in chunks:
+            self.node.serve_bucket.take(len(block))
+            self.node.served_to_peers += len(block)
+            yield block
 
     def byte_range(self, req: Request, size: int) -> tuple[int, int]:
         rng = parse_range_header(req.headers.get("Range"))

@@ -161,6 +161,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stall_timeout", _positive_duration, 30.0),
     Setting("nearest", _int_range(1, 1000), 3),
     Setting("max_fetch_per_source", _int_range(1, 1000), 3),
+    Setting("relay", _choice("pipelined", "store-and-forward"), "pipelined"),
+    Setting("relay_fanout", _int_range(1, 1000), 1),
     Setting("verify_on_serve", _bool, True),
     Setting("max_upload_size", parse_size, 64 * 2**40),
     Setting("write_allow", _networks, _networks(["127.0.0.0/8", "::1"])),
@@ -191,6 +193,8 @@ class Config:
     stall_timeout: float
     nearest: int
     max_fetch_per_source: int
+    relay: str
+    relay_fanout: int
     verify_on_serve: bool
     max_upload_size: int
     write_allow: tuple
@@ -202,6 +206,19 @@ class Config:
     hooks: dict
     log_level: str
     source: str | None = None  # the YAML file it came from, for handlers that re-read it
+
+    @property
+    def pipelined(self) -> bool:
+        return self.relay == "pipelined"
+
+    @property
+    def source_limit(self) -> int:
+        """Slots of each source's semaphore.  With pipelined relay a source feeding k
+        peers splits its upload k ways and so does everything downstream of it, so
+        relay_fanout (default 1: a chain) caps it below max_fetch_per_source."""
+        if self.pipelined:
+            return min(self.max_fetch_per_source, self.relay_fanout)
+        return self.max_fetch_per_source
 
     def allows_write_from(self, address: str) -> bool:
         try:

@@ -37,6 +37,7 @@ class Download:
         self.verified = 0
         self.done = False
         self.cancelled = False
+        self.relay = None  # our partial-holder announcement, while pipelined relay is on
         self.error: DownloadFailed | None = None
         self._cond = threading.Condition()
         self._fd = os.open(temp_path, os.O_RDONLY)  # survives rename and unlink

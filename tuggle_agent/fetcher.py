@@ -26,6 +26,7 @@ from .config import Config
 from .consul.client import ConsulUnavailable
 from .consul.health import Holder, HolderFinder
 from .consul.kv import Edge, ObjectsKV
+from .consul.relay import RelayRegistry
 from .consul.semaphore import Semaphore
 from .download import Download, DownloadFailed
 from .hooks import hook_env, run_hooks
@@ -57,6 +58,7 @@ class FetchContext:
     finder: HolderFinder
     node: str
     semaphore: Callable[[str], Semaphore]
+    relay: RelayRegistry
     on_complete: Callable[[ObjectMeta, str], None]  # tag as holder, record edge, ...
 
 
@@ -129,6 +131,8 @@ class Fetcher:
             log.exception("fetch of %s failed unexpectedly", meta.name)
             d.finish(DownloadFailed(f"internal error: {exc}", 500))
         finally:
+            if d.relay is not None:
+                d.relay.withdraw()  # after the holder tag: peers always find us one way or the other
             d.temp_path.unlink(missing_ok=True)
             with self._lock:
                 if self._active.get(meta.name) is d:
@@ -149,6 +153,8 @@ class Fetcher:
             verifier = Verifier(meta, pieces)
         except PieceMismatch as exc:
             raise DownloadFailed(str(exc), 502) from None
+        if self.cfg.pipelined and not self.cfg.fetch_only:
+            d.relay = self.ctx.relay.announce(meta.name, meta.version, self.ctx.node)
         deadline = time.monotonic() + self.cfg.fetch_timeout
         bad: set[str] = set()       # sent bytes that failed verification: never again this fetch
         failures: dict[str, int] = {}
@@ -159,23 +165,22 @@ class Fetcher:
                 raise DownloadFailed(f"{meta.name}: no complete copy within fetch_timeout "
                                      f"({self.cfg.fetch_timeout:g}s); {verifier.verified} of {meta.size} bytes verified", 504)
             self._check_cancelled(d)
-            found = self.ctx.finder.holders(meta.id, self.ctx.node)
-            holders = [h for h in found if h.node not in bad]
-            if not holders:
+            complete, partial = self._candidates(d, bad, failures)
+            if not complete and not partial:
                 if attempt == 0 and not bad:
                     raise DownloadFailed(f"{meta.name}: no node holds a verified copy (no passing holder in Consul)", 404)
-                if found:
+                if bad and self.ctx.finder.holders(meta.id, self.ctx.node):
                     raise DownloadFailed(f"{meta.name}: every holder ({', '.join(sorted(bad))}) sent bytes that failed "
                                          "verification; they were asked to re-check their copies", 502)
                 attempt += 1
                 self._backoff(attempt, deadline, f"no usable holder of {meta.name}")
                 continue
-            holder = self._choose(holders, failures)
-            sem = self.ctx.semaphore(holder.node)
-            if not sem.acquire(wait=min(2.0 + random.random(), max(0.0, deadline - time.monotonic()))):
+            claimed = self._claim(complete + partial)
+            if claimed is None:
                 attempt += 1
-                log.info("all %d fetch slots of %s are busy; looking again", self.cfg.max_fetch_per_source, holder.node)
+                self._wait_for_source(d, complete, deadline)
                 continue
+            holder, sem = claimed
             try:
                 d.source = holder.node
                 self._pull(d, f, holder, verifier, progress)
@@ -193,6 +198,50 @@ class Fetcher:
                 sem.release()
         log.info("fetched %s from %s: %s", meta.name, d.source, progress.summary())
 
+    def _candidates(self, d: Download, bad: set[str], failures: dict[str, int]) -> tuple[list[Holder], list[Holder]]:
+        """Complete holders (fewest failures, then random among the `nearest` nearest), then
+        partial holders ranked before us, earliest (furthest along) first."""
+        meta = d.meta
+        found = [h for h in self.ctx.finder.holders(meta.id, self.ctx.node) if h.node not in bad]
+        complete: list[Holder] = []
+        if found:
+            fewest = min(failures.get(h.node, 0) for h in found)
+            best = [h for h in found if failures.get(h.node, 0) == fewest][: self.cfg.nearest]
+            random.shuffle(best)
+            complete = best + [h for h in found if h not in best]
+        partial: list[Holder] = []
+        if d.relay is not None:
+            _, upstream = self.ctx.relay.upstream(meta.name, meta.version, d.relay.rank)
+            peers = self.ctx.finder.peers(self.ctx.node)
+            have = {h.node for h in complete}
+            partial = [peers[n] for n in upstream if n in peers and n not in bad and n not in have]
+            partial.sort(key=lambda h: failures.get(h.node, 0))
+        return complete, partial
+
+    def _claim(self, candidates: list[Holder]) -> tuple[Holder, Semaphore] | None:
+        """The first candidate with a free fetch slot, its slot taken."""
+        for holder in candidates:
+            sem = self.ctx.semaphore(holder.node)
+            if sem.has_free_slot() and sem.acquire(wait=0):
+                return holder, sem
+        return None
+
+    def _wait_for_source(self, d: Download, complete: list[Holder], deadline: float) -> None:
+        """Every source is busy: wait for news instead of polling."""
+        left = max(0.0, deadline - time.monotonic())
+        if d.relay is not None:
+            # A new partial holder is the likeliest news; wake on it (or in a second).
+            index, _ = self.ctx.relay.upstream(d.meta.name, d.meta.version, d.relay.rank)
+            self.ctx.relay.upstream(d.meta.name, d.meta.version, d.relay.rank, index=index, wait="1s")
+        elif complete:
+            # Block on the nearest holder's semaphore until a slot frees (Consul wakes us).
+            sem = self.ctx.semaphore(complete[0].node)
+            if sem.acquire(wait=min(2.0 + random.random(), left)):
+                sem.release()
+        else:
+            time.sleep(min(0.5, left))
+        log.debug("all fetch slots of the holders of %s were busy; looking again", d.meta.name)
+
     def _report_corrupt(self, holder: Holder, name: str) -> None:
         """Ask the holder to re-check its copy, so it stops serving bad bytes to everyone."""
         try:
@@ -203,12 +252,6 @@ class Fetcher:
     def _check_cancelled(self, d: Download) -> None:
         if d.cancelled:
             raise DownloadFailed(f"{d.meta.name} was deleted during the fetch", 404)
-
-    def _choose(self, holders: list[Holder], failures: dict[str, int]) -> Holder:
-        # Fewest failures first, then nearest; random among the `nearest` best spreads load.
-        fewest = min(failures.get(h.node, 0) for h in holders)
-        best = [h for h in holders if failures.get(h.node, 0) == fewest][: self.cfg.nearest]
-        return random.choice(best)
 
     def _backoff(self, attempt: int, deadline: float, why: str) -> None:
         delay = min(5.0, 0.2 * 2 ** min(attempt, 5)) * (0.5 + random.random())

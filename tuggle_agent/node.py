@@ -19,6 +19,7 @@ from .consul.client import ConsulUnavailable, make_client
 from .consul.event import fire
 from .consul.health import HolderFinder
 from .consul.kv import ObjectsKV
+from .consul.relay import RelayRegistry
 from .consul.semaphore import Semaphore
 from .download import Download
 from .fetcher import FetchContext, Fetcher
@@ -52,6 +53,7 @@ class Node:
         self.name = ""
         self.fetcher: Fetcher | None = None
         self.serve_bucket = TokenBucket(config.serve_rate)
+        self.served_to_peers = 0  # bytes, for status and benchmarks (origin load)
         self._verified_at: dict[str, float] = {}
 
     # -- start-up -------------------------------------------------------------
@@ -60,10 +62,13 @@ class Node:
         removed = self.store.clean_temp()
         if removed:
             log.info("removed %d leftover temp files of an earlier run", removed)
+        # Our sessions die with our HTTP check as well as with the node (see session.py).
+        checks = ["serfHealth", f"service:{self.cfg.namespace}"]
         self.fetcher = Fetcher(FetchContext(
             config=self.cfg, store=self.store, kv=self.kv, finder=self.finder, node=self.name,
             semaphore=lambda source: Semaphore(self.client, f"{self.cfg.namespace}.lock/{source}",
-                                               self.cfg.max_fetch_per_source),
+                                               self.cfg.source_limit, session_checks=checks),
+            relay=RelayRegistry(self.client, self.cfg.namespace, session_checks=checks),
             on_complete=self._fetched))
         self.reconcile(register=True)
 
@@ -87,14 +92,14 @@ class Node:
         kept, dropped = set(), []
         with self.store.lock:
             for name in self.store.names() + self.store.orphan_sidecars():
+                if self.fetcher and self.fetcher.active(name):
+                    continue  # a fetch in progress owns this name until its hooks ran and it tagged
                 local = self.store.get(name)
                 meta = metas.get(name)
                 if local is not None and meta is not None and local.meta.version == meta.version \
                         and local.meta.sha256 == meta.sha256:
                     kept.add(meta.id)
                     continue
-                if self.fetcher and self.fetcher.active(name):
-                    continue  # a fetch in progress owns this name
                 self._drop(name, local.meta if local else None,
                            "its object is gone from Consul" if meta is None else "Consul holds another version")
                 dropped.append(name)
@@ -255,6 +260,7 @@ class Node:
             if failed and self.cfg.post_download_failure == "discard":
                 with self.store.lock:
                     self.store.remove(meta.name)
+                self.service.remove(meta.id)
                 log.warning("discarded %s after its post_download hook failed (post_download_failure: discard)", meta.name)
                 return
         if not self.cfg.fetch_only:
@@ -300,7 +306,8 @@ class Node:
             for d in self.fetcher.snapshot():
                 fetching.append({"name": d.meta.name, "version": d.meta.version, "size": d.meta.size,
                                  "verified": d.verified, "source": d.source})
-        return {"node": self.name, "fetch_only": self.cfg.fetch_only, "objects": local, "fetching": fetching}
+        return {"node": self.name, "fetch_only": self.cfg.fetch_only, "relay": self.cfg.relay,
+                "served_to_peers": self.served_to_peers, "objects": local, "fetching": fetching}
 
     def close(self) -> None:
         try:

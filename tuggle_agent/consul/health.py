@@ -45,7 +45,14 @@ class HolderFinder:
 
     def holders(self, tag: str, self_node: str) -> list[Holder]:
         """Passing holders of `tag` other than this node, sorted by RTT from it."""
-        with consul_errors(self.c, f"looking up holders of {tag}"):
+        return self._passing(tag, self_node)
+
+    def peers(self, self_node: str) -> dict[str, Holder]:
+        """Every passing tuggle node but this one, by node name (for partial holders)."""
+        return {h.node: h for h in self._passing(None, self_node)}
+
+    def _passing(self, tag: str | None, self_node: str) -> list[Holder]:
+        with consul_errors(self.c, f"looking up holders of {tag or 'any object'}"):
             _, entries = self.c.health.service(self.ns, tag=tag, passing=True, near="_agent")
             _, coords = self.c.coordinate.nodes()
         by_node = {c["Node"]: c.get("Coord") for c in coords or []}

@@ -4,6 +4,7 @@ Layout (compatible with the Go tuggle, `<ns>` = namespace):
   <ns>/<name>                      JSON metadata (tuggle's fields + sha256, version, ...)
   <ns>.pieces/<name>/<version>     JSON piece digests, written before the metadata
   <ns>.graph/<name>/<from>/<to>    one edge per completed fetch
+  <ns>.relay/<name>/<version>/<node>   partial holders (see relay.py)
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class ObjectsKV:
             self.c.kv.delete(self.key(meta.name))
             self.c.kv.delete(f"{self.ns}.pieces/{meta.name}/", recurse=True)
             self.c.kv.delete(f"{self.ns}.graph/{meta.name}/", recurse=True)
+            self.c.kv.delete(f"{self.ns}.relay/{meta.name}/", recurse=True)
 
     def pieces(self, meta: ObjectMeta) -> PieceList | None:
         with consul_errors(self.c, f"reading piece digests of {meta.name}"):

@@ -24,8 +24,10 @@ class SemaphoreConflict(RuntimeError):
 
 
 class Semaphore:
-    def __init__(self, client: consul.Consul, prefix: str, limit: int, session_ttl: float = 15.0):
+    def __init__(self, client: consul.Consul, prefix: str, limit: int, session_ttl: float = 15.0,
+                 session_checks: list[str] | None = None):
         self.c = client
+        self.session_checks = session_checks
         self.prefix = prefix.rstrip("/")
         self.limit = limit
         self.session_ttl = session_ttl
@@ -35,9 +37,17 @@ class Semaphore:
     def lock_key(self) -> str:
         return f"{self.prefix}/.lock"
 
+    def has_free_slot(self) -> bool:
+        """A cheap read-only look, so busy sources cost no session writes."""
+        with consul_errors(self.c, f"reading {self.prefix}"):
+            _, entries = self.c.kv.get(self.prefix, recurse=True)
+        _, holders = self._read_lock(entries or [])
+        return len(holders) < self.limit
+
     def acquire(self, wait: float) -> bool:
         """Take a slot, blocking on Consul up to `wait` seconds for one to free up."""
-        self.session = RenewedSession(self.c, "tuggle-agent fetch slot", self.session_ttl, "delete")
+        self.session = RenewedSession(self.c, "tuggle-agent fetch slot", self.session_ttl, "delete",
+                                      self.session_checks)
         sid = self.session.id
         try:
             with consul_errors(self.c, f"acquiring a slot of {self.prefix}"):

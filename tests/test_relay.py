@@ -1,0 +1,137 @@
+"""Pipelined relay: partial holders serve verified bytes while they fetch; the relay
+graph stays acyclic; dying relays are routed around; rate limits hold both ways."""
+
+import hashlib
+import os
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.cluster import TuggleCluster, wait_until
+from tuggle_agent.fetcher import INTERNAL_HEADER
+
+MiB = 2**20
+
+
+def fetching(agent, name):
+    return [f for f in requests.get(agent.url + "/_tuggle/status", timeout=5).json()["fetching"] if f["name"] == name]
+
+
+def edges(agent, name):
+    dot = agent.get(name + "?graph").text
+    return {tuple(p.strip().strip('"') for p in line.split("[")[0].split("->")) for line in dot.splitlines() if "->" in line}
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    # node2 downloads slowly, so it is a partial holder for a while.
+    with TuggleCluster(tmp_path_factory.mktemp("relay"), nodes=4, per_node={
+            "node2": {"fetch_rate": "2MiB"}, "node3": {"stall_timeout": "2s"}}) as c:
+        yield c
+
+
+def test_partial_holder_serves_a_peer_before_its_copy_completes(chain, unique_name):
+    n1, n2, n3, _ = chain.agents
+    name = unique_name()
+    body = os.urandom(8 * MiB)
+    n1.put(name, body)
+    t = threading.Thread(target=n2.get, args=(name,))
+    t.start()
+    wait_until(lambda: (f := fetching(n2, name)) and f[0]["verified"] >= MiB, 20, what="node2 to verify 1 MiB")
+    r = requests.get(f"{n2.url}/{name}", headers={INTERNAL_HEADER: "test", "Range": "bytes=0-524287"}, timeout=10)
+    assert r.status_code == 206 and r.content == body[:524288]
+    assert fetching(n2, name), "node2 served a peer while its own fetch was still running"
+    assert "node2" not in chain.holders(name) and not n2.local_file(name).exists(), \
+        "a partial holder must not look like a complete one"
+    # node1's only relay slot is node2's: node3 joins the chain behind node2 and keeps pace with it
+    r3 = n3.get(name)
+    assert r3.content == body
+    t.join(30)
+    assert ("node2", "node3") in edges(n1, name) and ("node1", "node2") in edges(n1, name)
+
+
+def test_peer_reads_of_a_partial_holder_never_run_ahead_of_verification(chain, unique_name):
+    n1, n2, _, _ = chain.agents
+    name = unique_name()
+    body = os.urandom(6 * MiB)
+    n1.put(name, body)
+    t = threading.Thread(target=n2.get, args=(name,))
+    t.start()
+    wait_until(lambda: fetching(n2, name), 20, what="node2 fetching")
+    # ask for everything at once: the answer trickles in as node2 verifies, and is exact
+    r = requests.get(f"{n2.url}/{name}", headers={INTERNAL_HEADER: "test"}, timeout=30)
+    assert r.status_code == 200 and hashlib.sha256(r.content).digest() == hashlib.sha256(body).digest()
+    t.join(30)
+
+
+def test_killed_relay_is_routed_around_and_the_copy_verifies(chain, unique_name):
+    n1, n2, n3, _ = chain.agents
+    name = unique_name()
+    body = os.urandom(12 * MiB)
+    n1.put(name, body)
+    def doomed_get():  # its node is killed under it
+        try:
+            n2.get(name)
+        except requests.exceptions.RequestException:
+            pass
+    threading.Thread(target=doomed_get, daemon=True).start()
+    wait_until(lambda: fetching(n2, name), 20, what="node2 fetching")
+    got = {}
+    t = threading.Thread(target=lambda: got.setdefault("r", n3.get(name, timeout=90)))
+    t.start()
+    wait_until(lambda: (f := fetching(n3, name)) and f[0]["source"] == "node2" and f[0]["verified"] > MiB, 20,
+               what="node3 relaying from node2")
+    n2.kill()
+    try:
+        t.join(90)
+        assert got["r"].status_code == 200 and got["r"].content == body
+        assert n3.local_file(name).read_bytes() == body
+        assert "resuming from byte" in n3.log()
+    finally:
+        n2.start()
+
+
+def test_ten_nodes_syncing_at_once_form_no_cycle(tmp_path, unique_name):
+    with TuggleCluster(tmp_path, nodes=10, settings={"fetch_rate": "16MiB", "serve_rate": "16MiB"},
+                       watches=True) as c:
+        name = unique_name()
+        body = os.urandom(8 * MiB)
+        assert c[0].put(name + "?sync", body).status_code == 201
+        for a in c.agents:
+            wait_until(lambda: a.local_file(name).exists(), 60, what=f"{a.name} to hold a copy")
+            assert a.local_file(name).read_bytes() == body
+        graph = wait_until(lambda: len(g := edges(c[0], name)) == 9 and g, 10, what="nine graph edges")
+        parents = {}
+        for src, dst in graph:
+            assert dst not in parents, f"{dst} has two final sources: {graph}"
+            parents[dst] = src
+        assert set(parents) == {f"node{i}" for i in range(2, 11)}
+        for node in parents:  # following sources always ends at the origin
+            seen = set()
+            while node != "node1":
+                assert node not in seen, f"cycle through {node}: {graph}"
+                seen.add(node)
+                node = parents[node]
+        wait_until(lambda: c.consul().kv.get(f"tuggle.relay/{name}/", recurse=True)[1] is None, 10,
+                   what="partial-holder entries withdrawn")
+
+
+def test_serve_rate_caps_uploads_shared_by_concurrent_peers(tmp_path, unique_name):
+    with TuggleCluster(tmp_path, nodes=4, settings={"relay": "store-and-forward"},
+                       per_node={"node1": {"serve_rate": "2MiB"}}) as c:
+        names = [unique_name() for _ in range(3)]
+        for n in names:
+            c[0].put(n, os.urandom(2 * MiB))
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=a.get, args=(n,)) for a, n in zip(c.agents[1:], names)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - t0
+        rate = 6 * MiB / elapsed
+        assert 0.85 * 2 * MiB <= rate <= 1.15 * 2 * MiB, f"{rate / MiB:.2f} MiB/s against serve_rate 2 MiB/s"
+        for a, n in zip(c.agents[1:], names):
+            assert a.local_file(n).stat().st_size == 2 * MiB
