@@ -30,7 +30,7 @@ from .fetcher import INTERNAL_HEADER
 from .graph import FORMATS, DotMissing, render, to_dot
 from .metadata import DEFAULT_CONTENT_TYPE, ObjectMeta
 from .names import BadName, check_name
-from .node import Node, UploadError
+from .node import Node, UploadError, sync_spec
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +103,16 @@ class TuggleApp:
         ctype = req.headers.get("Content-Type") or DEFAULT_CONTENT_TYPE
         length = req.content_length
         stream = req.environ["wsgi.input"]
+        sync = None
+        if "sync" in req.args:
+            filters = self.sync_filters(req)
+            if filters["tag"] and not filters["service"]:
+                return text("a tag filter needs a service filter too (as in Consul events)", 400)
+            sync = sync_spec(**filters)
         try:
-            meta = self.node.upload(name, stream, length, ctype)
+            meta = self.node.upload(name, stream, length, ctype, sync)
         except UploadError as exc:
             return text(str(exc), exc.status)
-        if "sync" in req.args:
-            self.node.sync(name, **self.sync_filters(req))
         resp = text(f"stored {name}: {meta.size} bytes, sha256 {meta.sha256}", 201)
         resp.headers["ETag"] = f'"{meta.etag}"'
         resp.headers["X-Tuggle-Object-Id"] = meta.id

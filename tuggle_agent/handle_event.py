@@ -14,14 +14,16 @@ import fcntl
 import json
 import logging
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
-import requests
 
-from .consul.event import parse
-from .serve import load_from_flags, setup_logging
+from .eventpayload import parse
+from .cliopts import load_from_flags, setup_logging
 from .store import LocalStore
 
 log = logging.getLogger("tuggle_agent.handle_event")
@@ -29,6 +31,10 @@ REMEMBER = 2048
 
 
 class BadInput(ValueError):
+    pass
+
+
+class HandlerError(RuntimeError):
     pass
 
 
@@ -77,13 +83,21 @@ class Handler:
         self.base = f"http://{host}:{cfg.port}/_tuggle"
         self.store = LocalStore(cfg.data_dir)
 
-    def post(self, path: str, **params) -> requests.Response:
-        return requests.post(f"{self.base}/{path}", params=params, timeout=10)
+    def post(self, path: str, **params) -> str:
+        """POST to the local serve process; its answer text, or HandlerError."""
+        url = f"{self.base}/{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=10) as r:
+                return r.read().decode(errors="replace").strip().replace("\n", " ")
+        except urllib.error.HTTPError as exc:
+            raise HandlerError(f"the local tuggle-agent answered {exc.code} to {path}: "
+                               f"{exc.read().decode(errors='replace').strip()}") from None
+        except OSError as exc:
+            raise HandlerError(f"could not reach the local tuggle-agent at {self.base} ({exc}); is `tuggle-agent "
+                               "serve` running? It reconciles with Consul when it starts, so nothing is lost.") from None
 
     def reconcile(self) -> None:
-        r = self.post("reconcile")
-        r.raise_for_status()
-        log.info("reconciled with Consul KV: %s", r.text.strip().replace("\n", " "))
+        log.info("reconciled with Consul KV: %s", self.post("reconcile"))
 
     def events(self, events: list[dict]) -> None:
         handled = HandledEvents(self.store.state)
@@ -103,9 +117,8 @@ class Handler:
                 seen.append(ev.event_id)
 
     def act(self, ev) -> None:
-        r = self.post("event", verb=ev.verb, id=ev.object_id, version=ev.version)
-        r.raise_for_status()
-        log.info("%s event %s (object %s, version %s): %s", ev.verb, ev.event_id, ev.object_id, ev.version, r.text.strip())
+        answer = self.post("event", verb=ev.verb, id=ev.object_id, version=ev.version)
+        log.info("%s event %s (object %s, version %s): %s", ev.verb, ev.event_id, ev.object_id, ev.version, answer)
 
 
 def _log_to_data_dir(cfg) -> None:
@@ -145,7 +158,5 @@ def handle_event_command(config_path):
             handler.reconcile()
         elif kind == "events":
             handler.events(data)
-    except requests.exceptions.RequestException as exc:
-        raise click.ClickException(
-            f"could not reach the local tuggle-agent at {handler.base} ({exc}); is `tuggle-agent serve` running? "
-            "It reconciles with Consul when it starts, so nothing is lost.")
+    except HandlerError as exc:
+        raise click.ClickException(str(exc)) from None

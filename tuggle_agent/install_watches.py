@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .consul.client import consul_errors, make_client
-from .serve import load_from_flags
+from .cliopts import load_from_flags
 from .watches import install
 
 

@@ -34,6 +34,10 @@ from .store import LocalStore
 log = logging.getLogger(__name__)
 
 
+def sync_spec(node: str = "", service: str = "", tag: str = "") -> SyncSpec:
+    return SyncSpec(node, service, tag, requested_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+
 class UploadError(Exception):
     def __init__(self, message: str, status: int):
         super().__init__(message)
@@ -130,7 +134,10 @@ class Node:
         return True
 
     # -- objects --------------------------------------------------------------
-    def upload(self, name: str, body: BinaryIO, length: int | None, content_type: str) -> ObjectMeta:
+    def upload(self, name: str, body: BinaryIO, length: int | None, content_type: str,
+               sync: SyncSpec | None = None) -> ObjectMeta:
+        """Store a new object; with `sync`, marked for prefetch in the same KV write that
+        creates it (one watch firing per node, not two) and announced by a FETCH event."""
         check_name(name)
         if self.kv.get(name) is not None:
             raise UploadError(f"{name} already exists; objects are immutable: DELETE it first or choose a new name", 409)
@@ -155,7 +162,8 @@ class Node:
                 f.flush()
                 os.fsync(f.fileno())
             sha, digests = digester.finish()
-            meta = ObjectMeta(name=name, size=digester.size, sha256=sha, content_type=content_type, piece_size=piece)
+            meta = ObjectMeta(name=name, size=digester.size, sha256=sha, content_type=content_type,
+                              piece_size=piece, sync=sync)
             with self.store.lock:
                 self.store.commit(temp, meta, self.name)
                 try:
@@ -169,6 +177,9 @@ class Node:
             if not self.cfg.fetch_only:
                 self.service.add(meta.id)
             log.info("stored %s: %s, sha256 %s", name, progress.summary(), sha)
+            if sync is not None:
+                fire(self.client, self.cfg.namespace, "FETCH", meta.version, meta.id,
+                     node=sync.node, service=sync.service, tag=sync.tag)
             return meta
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -241,7 +252,7 @@ class Node:
             meta, index = self.kv.get_with_index(name)
             if meta is None:
                 return None
-            meta.sync = SyncSpec(node, service, tag, requested_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            meta.sync = sync_spec(node, service, tag)
             if self.kv.update(meta, index):
                 break
         else:

@@ -1,0 +1,52 @@
+"""Command-line pieces shared by the sub-commands that read config/tuggle.yaml.
+
+Kept apart from `serve` so that `handle-event`, which Consul starts on every watch
+firing, loads only click, PyYAML and the config module.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from .config import ConfigError, load_config
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def config_options(f):
+    """Flags shared by the commands that load config/tuggle.yaml; flags beat the file."""
+    opts = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="TUGGLE_CONFIG",
+                     help="YAML config file (see config/tuggle.yaml for every key)."),
+        click.option("--data-dir", help="Where objects are stored [./data]."),
+        click.option("--port", type=int, help="HTTP port [8900]."),
+        click.option("--bind", help="Listen address [0.0.0.0]."),
+        click.option("--namespace", help="Consul service / KV prefix / event name [tuggle]."),
+        click.option("--consul", "consul_address", help="Consul agent host:port [CONSUL_HTTP_ADDR or 127.0.0.1:8500]."),
+        click.option("--fetch-rate", help="Download cap for the whole node: unlimited, 50MB, 1.5GiB ..."),
+        click.option("--serve-rate", help="Upload-to-peers cap for the whole node."),
+        click.option("--fetch-timeout", help="Give up a fetch after this long [10m]."),
+        click.option("--fetch-only/--no-fetch-only", "--slave", default=None,
+                     help="Refuse PUT and never advertise as a holder (--slave: Go tuggle's name)."),
+        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def load_from_flags(config_path, **flags):
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    if "consul_address" in overrides:
+        overrides["consul.address"] = overrides.pop("consul_address")
+    try:
+        return load_config(config_path, overrides)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
