@@ -84,11 +84,11 @@ class Agent:
         wait_until(up, 30, what=f"{self.name} to answer /?ping")
         wait_until(lambda: self.cluster.passing(self.name), 15, what=f"{self.name}'s check to pass")
 
-    def install_watches(self) -> None:
+    def install_watches(self, handler: str = "script") -> None:
         """What an operator does: render the watches into Consul's config dir and reload."""
         subprocess.run([os.path.join(VENV_BIN, "tuggle-agent"), "install-watches", "--consul-config-dir",
-                        str(self.dir / "consul.d"), "--config", str(self.config_path), "--reload"],
-                       check=True, capture_output=True)
+                        str(self.dir / "consul.d"), "--config", str(self.config_path), "--reload",
+                        "--handler", handler], check=True, capture_output=True)
 
     def handler_log(self) -> str:
         p = self.data_dir / ".tuggle" / "handle-event.log"
@@ -122,9 +122,9 @@ class Agent:
 
 class TuggleCluster:
     def __init__(self, workdir: Path, nodes: int = 3, settings: dict | None = None, per_node: dict | None = None,
-                 zones: int = 1, watches: bool = False):
+                 zones: int = 1, watches: bool | str = False):
         self.workdir = workdir
-        self.watches = watches
+        self.watches = watches  # False, True (script handlers) or "http"
         env = {"PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", "")}
         config_dirs = [str(workdir / "{node}" / "consul.d")] if watches else []
         for i in range(nodes if watches else 0):  # Consul refuses to start on a missing config dir
@@ -147,7 +147,7 @@ class TuggleCluster:
                 a.wait_ready()
             if self.watches:
                 for a in self.agents:
-                    a.install_watches()
+                    a.install_watches("http" if self.watches == "http" else "script")
         except BaseException:
             self.__exit__(None, None, None)
             raise

@@ -23,6 +23,10 @@ def validate_watch(w: dict) -> None:
     assert w.get("handler_type", "script") in ("script", "http")
     handlers = [k for k in ("args", "handler", "http_handler_config") if k in w]
     assert len(handlers) == 1, "Only one watch handler allowed / Must define a watch handler"
+    if w.get("handler_type") == "http":
+        hc = w["http_handler_config"]
+        assert "path" in hc, "Requires 'path' to be set"
+        assert set(hc) <= {"path", "method", "header", "timeout", "tls_skip_verify"}
     if "args" in w:
         assert isinstance(w["args"], list) and all(isinstance(a, str) for a in w["args"])
     if w["type"] == "keyprefix":
@@ -51,3 +55,14 @@ def test_install_watches_renders_for_the_node(tmp_path):
         assert w["args"][1:] == ["handle-event", "--config", str(cfg)]
         assert Path(w["args"][0]).is_absolute()
     assert {w.get("prefix") or w.get("name") for w in data["watches"]} == {"deploy/", "deploy"}
+
+
+def test_http_handler_watches_are_valid(tmp_path):
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text("port: 9911\nbind: 127.0.0.1\n")
+    r = CliRunner().invoke(main, ["install-watches", "--consul-config-dir", str(tmp_path / "d"), "--config", str(cfg),
+                                  "--handler", "http"])
+    assert r.exit_code == 0, r.output
+    for w in json.loads((tmp_path / "d/tuggle-agent-watches.json").read_text())["watches"]:
+        validate_watch(w)
+        assert w["http_handler_config"]["path"] == "http://127.0.0.1:9911/_tuggle/watch"

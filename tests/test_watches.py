@@ -12,7 +12,6 @@ import pytest
 import requests
 
 from tests.cluster import VENV_BIN, TuggleCluster, wait_until
-from tuggle_agent.names import object_id
 
 MiB = 2**20
 HOOK = Path(__file__).parent / "hook_scripts"
@@ -111,15 +110,14 @@ def test_event_redelivered_after_reload_acts_once(cluster, unique_name):
     name = unique_name()
     body = os.urandom(50_000)
     cluster[0].put(name + "?sync", body)
-    oid = object_id(name)
-    wait_until(lambda: f"FETCH event" in n2.handler_log() and f"(object {oid}," in n2.handler_log(), 20,
-               what="node2's handler to act on the FETCH event")
-    before = n2.handler_log().count("acting on FETCH")
-    skipped_before = n2.handler_log().count("skipping FETCH")
+    wait_until(lambda: f"prefetch of {name}" in n2.log() and "acting on FETCH" in n2.log(), 20,
+               what="node2 to act on the FETCH event")
+    before = n2.log().count("acting on FETCH")
+    skipped_before = n2.log().count("skipping FETCH")
     cluster.dev.reload("node2")
-    wait_until(lambda: n2.handler_log().count("skipping FETCH") > skipped_before, 20,
-               what="the replayed event buffer to reach the handler")
-    assert n2.handler_log().count("acting on FETCH") == before
+    wait_until(lambda: n2.log().count("skipping FETCH") > skipped_before, 20,
+               what="the replayed event buffer to reach the node")
+    assert n2.log().count("acting on FETCH") == before
 
 
 def test_filtered_sync_reaches_only_matching_nodes(cluster, unique_name):
@@ -199,3 +197,18 @@ def test_malformed_stdin_is_refused_and_changes_nothing(cluster, stdin):
     assert p.returncode != 0
     assert "not a Consul watch result" in p.stderr and "Nothing was changed" in p.stderr
     assert sorted(p.name for p in cluster[0].data_dir.iterdir()) == before
+
+
+def test_http_watch_handlers_sync_and_delete_without_a_process(tmp_path, unique_name):
+    with TuggleCluster(tmp_path, nodes=3, watches="http") as c:
+        cfg = json.loads((c[1].dir / "consul.d" / "tuggle-agent-watches.json").read_text())
+        assert {w["handler_type"] for w in cfg["watches"]} == {"http"}
+        name = unique_name()
+        body = os.urandom(100_000)
+        assert c[0].put(name + "?sync", body).status_code == 201
+        for a in c.agents:
+            wait_until(lambda: holds(a, name, body), 20, what=f"{a.name} to prefetch")
+        assert requests.delete(f"{c[2].url}/{name}").status_code == 200
+        for a in c.agents:
+            wait_until(lambda: not a.local_file(name).exists(), 20, what=f"{a.name} to delete")
+        assert not (c[1].data_dir / ".tuggle" / "handle-event.log").exists(), "no handler process ran"

@@ -6,7 +6,8 @@
   DELETE /<name>        cluster-wide delete
   GET /<name>?graph[&format=svg|png]   who fetched from whom
   POST /<name>?sync     (re-)sync an existing object to every (matching) node
-  /_tuggle/...          node-local control used by watch handlers (write_allow only)
+  POST /_tuggle/watch   Consul watch results (from handle-event or an http watch handler)
+  /_tuggle/...          other node-local control (write_allow only; /_tuggle/status is open)
 
 Werkzeug does the HTTP details (Range, If-None-Match, If-Modified-Since) for local
 files; streams of in-flight fetches honour a single byte range themselves.
@@ -31,6 +32,7 @@ from .graph import FORMATS, DotMissing, render, to_dot
 from .metadata import DEFAULT_CONTENT_TYPE, ObjectMeta
 from .names import BadName, check_name
 from .node import Node, UploadError, sync_spec
+from .watch_input import BadInput, parse_watch_body
 
 log = logging.getLogger(__name__)
 
@@ -250,9 +252,11 @@ class TuggleApp:
             return text("control endpoints take POST", 405, Allow="POST")
         if what == "reconcile":
             return as_json(self.node.reconcile())
-        if what == "event":
-            verb, oid, version = (req.args.get(k, "") for k in ("verb", "id", "version"))
-            if verb not in ("FETCH", "DELETE") or not oid:
-                return text("POST /_tuggle/event?verb=FETCH|DELETE&id=<object id>&version=<version>", 400)
-            return text(self.node.on_event(verb, oid, version), 200)
+        if what == "watch":
+            # The body of a Consul watch: from `handle-event`, or from Consul's http handler.
+            try:
+                data, kind = parse_watch_body(req.get_data())
+            except BadInput as exc:
+                return text(f"not a Consul watch result: {exc}; nothing was changed", 400)
+            return as_json(self.node.on_watch(data, kind))
         return text(f"unknown control endpoint /_tuggle/{what}", 404)

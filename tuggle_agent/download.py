@@ -37,7 +37,8 @@ class Download:
         self.verified = 0
         self.done = False
         self.cancelled = False
-        self.relay = None  # our partial-holder announcement, while pipelined relay is on
+        self.relay = None    # our partial-holder announcement, while pipelined relay is on
+        self.session = None  # the Consul session holding our slots and announcement
         self.error: DownloadFailed | None = None
         self._cond = threading.Condition()
         self._fd = os.open(temp_path, os.O_RDONLY)  # survives rename and unlink

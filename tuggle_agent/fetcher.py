@@ -28,6 +28,7 @@ from .consul.health import Holder, HolderFinder
 from .consul.kv import Edge, ObjectsKV
 from .consul.relay import RelayRegistry
 from .consul.semaphore import Semaphore
+from .consul.session import RenewedSession
 from .download import Download, DownloadFailed
 from .hooks import hook_env, run_hooks
 from .metadata import ObjectMeta, PieceList, PieceMismatch, Verifier
@@ -57,7 +58,8 @@ class FetchContext:
     kv: ObjectsKV
     finder: HolderFinder
     node: str
-    semaphore: Callable[[str], Semaphore]
+    session: Callable[[], RenewedSession]     # one per fetch: semaphore slots, relay entry
+    semaphore: Callable[[str, RenewedSession], Semaphore]
     relay: RelayRegistry
     on_complete: Callable[[ObjectMeta, str], None]  # tag as holder, record edge, ...
 
@@ -133,6 +135,8 @@ class Fetcher:
         finally:
             if d.relay is not None:
                 d.relay.withdraw()  # after the holder tag: peers always find us one way or the other
+            if d.session is not None:
+                d.session.close()
             d.temp_path.unlink(missing_ok=True)
             with self._lock:
                 if self._active.get(meta.name) is d:
@@ -153,8 +157,7 @@ class Fetcher:
             verifier = Verifier(meta, pieces)
         except PieceMismatch as exc:
             raise DownloadFailed(str(exc), 502) from None
-        if self.cfg.pipelined and not self.cfg.fetch_only:
-            d.relay = self.ctx.relay.announce(meta.name, meta.version, self.ctx.node)
+        d.session = self.ctx.session()
         deadline = time.monotonic() + self.cfg.fetch_timeout
         bad: set[str] = set()       # sent bytes that failed verification: never again this fetch
         failures: dict[str, int] = {}
@@ -165,7 +168,7 @@ class Fetcher:
                 raise DownloadFailed(f"{meta.name}: no complete copy within fetch_timeout "
                                      f"({self.cfg.fetch_timeout:g}s); {verifier.verified} of {meta.size} bytes verified", 504)
             self._check_cancelled(d)
-            complete, partial = self._candidates(d, bad, failures)
+            complete, partial, relay_index = self._candidates(d, bad, failures)
             if not complete and not partial:
                 if attempt == 0 and not bad:
                     raise DownloadFailed(f"{meta.name}: no node holds a verified copy (no passing holder in Consul)", 404)
@@ -175,12 +178,14 @@ class Fetcher:
                 attempt += 1
                 self._backoff(attempt, deadline, f"no usable holder of {meta.name}")
                 continue
-            claimed = self._claim(complete + partial)
+            claimed = self._claim(d, complete + partial)
             if claimed is None:
                 attempt += 1
-                self._wait_for_source(d, complete, deadline)
+                self._wait_for_source(d, complete, deadline, relay_index)
                 continue
             holder, sem = claimed
+            if self.cfg.pipelined and not self.cfg.fetch_only and d.relay is None:
+                d.relay = self.ctx.relay.announce(meta.name, meta.version, self.ctx.node, d.session)
             try:
                 d.source = holder.node
                 self._pull(d, f, holder, verifier, progress)
@@ -198,7 +203,8 @@ class Fetcher:
                 sem.release()
         log.info("fetched %s from %s: %s", meta.name, d.source, progress.summary())
 
-    def _candidates(self, d: Download, bad: set[str], failures: dict[str, int]) -> tuple[list[Holder], list[Holder]]:
+    def _candidates(self, d: Download, bad: set[str],
+                    failures: dict[str, int]) -> tuple[list[Holder], list[Holder], str | None]:
         """Complete holders (fewest failures, then random among the `nearest` nearest), then
         partial holders ranked before us, earliest (furthest along) first."""
         meta = d.meta
@@ -210,32 +216,36 @@ class Fetcher:
             random.shuffle(best)
             complete = best + [h for h in found if h not in best]
         partial: list[Holder] = []
-        if d.relay is not None:
-            _, upstream = self.ctx.relay.upstream(meta.name, meta.version, d.relay.rank)
+        relay_index = None
+        if self.cfg.pipelined:
+            relay_index, upstream = self.ctx.relay.upstream(meta.name, meta.version, d.relay.rank if d.relay else None)
             peers = self.ctx.finder.peers(self.ctx.node)
             have = {h.node for h in complete}
             partial = [peers[n] for n in upstream if n in peers and n not in bad and n not in have]
             partial.sort(key=lambda h: failures.get(h.node, 0))
-        return complete, partial
+        return complete, partial, relay_index
 
-    def _claim(self, candidates: list[Holder]) -> tuple[Holder, Semaphore] | None:
+    def _claim(self, d: Download, candidates: list[Holder]) -> tuple[Holder, Semaphore] | None:
         """The first candidate with a free fetch slot, its slot taken."""
         for holder in candidates:
-            sem = self.ctx.semaphore(holder.node)
+            sem = self.ctx.semaphore(holder.node, d.session)
             if sem.has_free_slot() and sem.acquire(wait=0):
                 return holder, sem
         return None
 
-    def _wait_for_source(self, d: Download, complete: list[Holder], deadline: float) -> None:
+    def _wait_for_source(self, d: Download, complete: list[Holder], deadline: float,
+                         relay_index: str | None) -> None:
         """Every source is busy: wait for news instead of polling."""
         left = max(0.0, deadline - time.monotonic())
-        if d.relay is not None:
-            # A new partial holder is the likeliest news; wake on it (or in a second).
-            index, _ = self.ctx.relay.upstream(d.meta.name, d.meta.version, d.relay.rank)
-            self.ctx.relay.upstream(d.meta.name, d.meta.version, d.relay.rank, index=index, wait="1s")
+        if self.cfg.pipelined:
+            # A new partial holder (the free tail of a chain) is the likeliest news.  Block
+            # from the index our candidates came from, so an announcement made while we
+            # raced for slots wakes us at once.
+            rank = d.relay.rank if d.relay else None
+            self.ctx.relay.upstream(d.meta.name, d.meta.version, rank, index=relay_index, wait="1s")
         elif complete:
             # Block on the nearest holder's semaphore until a slot frees (Consul wakes us).
-            sem = self.ctx.semaphore(complete[0].node)
+            sem = self.ctx.semaphore(complete[0].node, d.session)
             if sem.acquire(wait=min(2.0 + random.random(), left)):
                 sem.release()
         else:

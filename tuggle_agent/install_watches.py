@@ -6,7 +6,7 @@ import click
 
 from .consul.client import consul_errors, make_client
 from .cliopts import load_from_flags
-from .watches import install
+from .watches import HANDLERS, install
 
 
 @click.command("install-watches")
@@ -15,16 +15,19 @@ from .watches import install
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, exists=True),
               help="This node's tuggle-agent YAML config; the handlers are run with it.")
 @click.option("--reload/--no-reload", default=False, help="Ask the local Consul agent to reload its config.")
-def install_watches_command(consul_config_dir, config_path, reload):
+@click.option("--handler", type=click.Choice(HANDLERS), default="script", show_default=True,
+              help="script: Consul runs `tuggle-agent handle-event` per firing; http: Consul POSTs the watch "
+                   "data to this node's tuggle-agent (no process start: faster on busy or small hosts).")
+def install_watches_command(consul_config_dir, config_path, reload, handler):
     """Install the Consul watches that drive prefetch and delete on this node.
 
     \b
     Examples:
       tuggle-agent install-watches --consul-config-dir /etc/consul.d --config /etc/tuggle-agent.yaml --reload
-      tuggle-agent install-watches --consul-config-dir ./consul.d --config config/tuggle.yaml
+      tuggle-agent install-watches --consul-config-dir ./consul.d --config config/tuggle.yaml --handler http
     """
     cfg = load_from_flags(config_path)
-    path = install(cfg, config_path, consul_config_dir)
+    path = install(cfg, config_path, consul_config_dir, handler=handler)
     click.echo(f"wrote {path}")
     if reload:
         client = make_client(cfg.consul_address, cfg.consul_token)

@@ -21,7 +21,9 @@ from .consul.health import HolderFinder
 from .consul.kv import ObjectsKV
 from .consul.relay import RelayRegistry
 from .consul.semaphore import Semaphore
+from .consul.session import RenewedSession
 from .download import Download
+from .eventpayload import parse
 from .fetcher import FetchContext, Fetcher
 from .hooks import hook_env, run_hooks
 from .metadata import Digester, ObjectMeta, PieceList, SyncSpec, piece_size_for
@@ -30,6 +32,7 @@ from .names import object_id as object_id_of
 from .progress import Progress
 from .ratelimit import TokenBucket
 from .store import LocalStore
+from .watch_input import HandledEvents
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +73,10 @@ class Node:
         checks = ["serfHealth", f"service:{self.cfg.namespace}"]
         self.fetcher = Fetcher(FetchContext(
             config=self.cfg, store=self.store, kv=self.kv, finder=self.finder, node=self.name,
-            semaphore=lambda source: Semaphore(self.client, f"{self.cfg.namespace}.lock/{source}",
-                                               self.cfg.source_limit, session_checks=checks),
-            relay=RelayRegistry(self.client, self.cfg.namespace, session_checks=checks),
+            session=lambda: RenewedSession(self.client, "tuggle-agent fetch", 15.0, "delete", checks),
+            semaphore=lambda source, session: Semaphore(self.client, f"{self.cfg.namespace}.lock/{source}",
+                                                        self.cfg.source_limit, session),
+            relay=RelayRegistry(self.client, self.cfg.namespace),
             on_complete=self._fetched))
         self.reconcile(register=True)
 
@@ -92,9 +96,11 @@ class Node:
     def reconcile(self, register: bool = False) -> dict:
         """Make the node agree with KV: drop copies whose object is gone or changed,
         advertise the rest, and prefetch objects marked for sync on this node."""
-        metas = {m.name: m for m in self.kv.list()}
         kept, dropped = set(), []
         with self.store.lock:
+            # Read KV under the lock: an upload commits its file, then creates its key,
+            # both under this lock; a listing taken before it would call the file debris.
+            metas = {m.name: m for m in self.kv.list()}
             for name in self.store.names() + self.store.orphan_sidecars():
                 if self.fetcher and self.fetcher.active(name):
                     continue  # a fetch in progress owns this name until its hooks ran and it tagged
@@ -223,6 +229,29 @@ class Node:
         log.info("removed local copy of %s: %s", name, why)
         if meta is not None and self.cfg.hooks["post_delete"]:
             run_hooks("post_delete", self.cfg.hooks["post_delete"], meta, hook_env(meta, path, self.name))
+
+    def on_watch(self, data, kind: str) -> dict:
+        """A Consul watch result (already classified): reconcile, or act on new events."""
+        if kind == "kv":
+            return {"reconciled": self.reconcile()}
+        if kind != "events":
+            return {}
+        acted = {}
+        with HandledEvents(self.store.state).locked() as seen:
+            for raw in data:
+                if raw.get("Name") != self.cfg.namespace:
+                    continue
+                ev = parse(raw)
+                if ev is None:
+                    log.warning("ignoring event %s: payload is not a tuggle FETCH/DELETE", raw.get("ID"))
+                    continue
+                if ev.event_id in seen:
+                    log.debug("skipping %s event %s: handled before (Consul replays its buffer)", ev.verb, ev.event_id)
+                    continue
+                acted[ev.event_id] = f"{ev.verb}: " + self.on_event(ev.verb, ev.object_id, ev.version)
+                log.info("acting on %s event %s: %s", ev.verb, ev.event_id, acted[ev.event_id])
+                seen.append(ev.event_id)
+        return {"events": acted}
 
     def on_event(self, verb: str, object_id: str, version: str) -> str:
         """A FETCH or DELETE event names an object by id and version (payloads are tiny)."""

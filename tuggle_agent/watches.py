@@ -1,6 +1,7 @@
 """The Consul agent config that wires tuggle-agent into Consul's own watches.
 
-Two watches, both running `tuggle-agent handle-event --config <path>`:
+Two watches, both running `tuggle-agent handle-event --config <path>` (or, with
+`--handler http`, posting to the node's /_tuggle/watch: no process per firing):
   keyprefix <ns>/   every metadata change: reconcile this node with KV (durable
                     sync and delete; a node that was down catches up on its first run)
   event <ns>        FETCH/DELETE user events: the fast path
@@ -32,22 +33,34 @@ def agent_executable() -> str:
     return shutil.which("tuggle-agent") or "tuggle-agent"
 
 
-def render(cfg: Config, config_path: str | os.PathLike, executable: str | None = None) -> dict:
-    args = [executable or agent_executable(), "handle-event", "--config", str(Path(config_path).absolute())]
+HANDLERS = ("script", "http")
+
+
+def render(cfg: Config, config_path: str | os.PathLike, executable: str | None = None,
+           handler: str = "script") -> dict:
+    """script: Consul runs `tuggle-agent handle-event` (a process per firing);
+    http: Consul POSTs the same JSON straight to the node's /_tuggle/watch."""
+    if handler == "http":
+        host = "127.0.0.1" if cfg.bind in ("0.0.0.0", "::", "") else cfg.bind
+        how = {"handler_type": "http", "http_handler_config": {
+            "path": f"http://{host}:{cfg.port}/_tuggle/watch", "method": "POST", "timeout": "10s"}}
+    else:
+        how = {"handler_type": "script", "args": [executable or agent_executable(), "handle-event",
+                                                  "--config", str(Path(config_path).absolute())]}
     return {"watches": [
-        {"type": "keyprefix", "prefix": f"{cfg.namespace}/", "handler_type": "script", "args": args},
-        {"type": "event", "name": cfg.namespace, "handler_type": "script", "args": args},
+        {"type": "keyprefix", "prefix": f"{cfg.namespace}/", **how},
+        {"type": "event", "name": cfg.namespace, **how},
     ]}
 
 
 def install(cfg: Config, config_path: str | os.PathLike, consul_config_dir: str | os.PathLike,
-            executable: str | None = None) -> Path:
+            executable: str | None = None, handler: str = "script") -> Path:
     out_dir = Path(consul_config_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / FILE_NAME
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tuggle-watches.")
     with os.fdopen(fd, "w") as f:
-        json.dump(render(cfg, config_path, executable), f, indent=2)
+        json.dump(render(cfg, config_path, executable, handler), f, indent=2)
         f.write("\n")
     os.chmod(tmp, 0o644)
     os.replace(tmp, target)

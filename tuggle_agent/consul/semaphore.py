@@ -9,12 +9,15 @@ from `<prefix>/.lock`.
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import consul
 
 from .client import consul_errors
 from .session import RenewedSession
+
+log = logging.getLogger(__name__)
 
 FLAGS = 16210313421097356768  # SemaphoreFlagValue, shared with Go clients
 
@@ -24,14 +27,14 @@ class SemaphoreConflict(RuntimeError):
 
 
 class Semaphore:
-    def __init__(self, client: consul.Consul, prefix: str, limit: int, session_ttl: float = 15.0,
-                 session_checks: list[str] | None = None):
+    def __init__(self, client: consul.Consul, prefix: str, limit: int, session: RenewedSession):
+        """`session` is the caller's (one per fetch): acquiring a slot then costs three
+        KV requests instead of a session's creation and destruction each time."""
         self.c = client
-        self.session_checks = session_checks
         self.prefix = prefix.rstrip("/")
         self.limit = limit
-        self.session_ttl = session_ttl
-        self.session: RenewedSession | None = None
+        self.session = session
+        self.held = False
 
     @property
     def lock_key(self) -> str:
@@ -46,20 +49,18 @@ class Semaphore:
 
     def acquire(self, wait: float) -> bool:
         """Take a slot, blocking on Consul up to `wait` seconds for one to free up."""
-        self.session = RenewedSession(self.c, "tuggle-agent fetch slot", self.session_ttl, "delete",
-                                      self.session_checks)
         sid = self.session.id
         try:
             with consul_errors(self.c, f"acquiring a slot of {self.prefix}"):
                 if not self.c.kv.put(f"{self.prefix}/{sid}", b"", acquire=sid, flags=FLAGS):
                     raise SemaphoreConflict(f"could not lock contender key {self.prefix}/{sid}")
-                if self._take_slot(sid, time.monotonic() + wait):
-                    return True
+                self.held = self._take_slot(sid, time.monotonic() + wait)
         except BaseException:
             self._drop_contender()
             raise
-        self._drop_contender()
-        return False
+        if not self.held:
+            self._drop_contender()
+        return self.held
 
     def _take_slot(self, sid: str, deadline: float) -> bool:
         index = None
@@ -95,7 +96,7 @@ class Semaphore:
         return lock_entry, {h: True for h in holders if h in live}
 
     def release(self) -> None:
-        if self.session is None:
+        if not self.held:
             return
         sid = self.session.id
         try:
@@ -114,14 +115,11 @@ class Semaphore:
                                      cas=entry["ModifyIndex"], flags=FLAGS):
                         break
         finally:
+            self.held = False
             self._drop_contender()
 
     def _drop_contender(self) -> None:
-        if self.session is None:
-            return
         try:
             self.c.kv.delete(f"{self.prefix}/{self.session.id}")
-        except Exception:  # the session's destroy deletes it anyway (behaviour delete)
-            pass
-        self.session.close()
-        self.session = None
+        except Exception as exc:  # the session's end deletes it anyway (behaviour delete)
+            log.warning("could not delete %s/%s (%s); it goes with the session", self.prefix, self.session.id, exc)
