@@ -3,6 +3,7 @@
 import json
 import os
 import socket
+import time
 
 import requests
 
@@ -126,3 +127,39 @@ def test_ping_and_listing_shapes(cluster3):
     assert requests.get(n1.url + "/?ping").status_code == 200
     assert isinstance(json.loads(requests.get(n1.url + "/").text), list)
     assert requests.get(n1.url + "/no-such-object").status_code == 404
+
+
+def test_fifty_stalled_downloads_do_not_block_ping(cluster3, unique_name):
+    n1 = cluster3.agents[0]
+    name = unique_name()
+    n1.put(name, os.urandom(40 * 2**20))
+    stalled = [requests.get(f"{n1.url}/{name}", stream=True, timeout=30) for _ in range(50)]
+    try:
+        assert all(r.status_code == 200 for r in stalled)
+        t0 = time.monotonic()
+        assert requests.get(n1.url + "/?ping", timeout=5).status_code == 200
+        assert time.monotonic() - t0 < 1.0
+        assert cluster3.passing("node1")
+    finally:
+        for r in stalled:
+            r.close()
+
+
+def test_consul_down_gives_a_clear_503_and_recovers(cluster3, unique_name):
+    n1 = cluster3.agents[0]
+    name = unique_name()
+    n1.put(name, b"before")
+    cluster3.dev.stop_node("node1")
+    try:
+        r = n1.get(name)
+        assert r.status_code == 503
+        assert "Consul" in r.text and str(cluster3.dev.node("node1").port) in r.text
+        r = requests.put(f"{n1.url}/{unique_name()}", data=b"x")
+        assert r.status_code == 503
+    finally:
+        cluster3.dev.restart_node("node1")
+    # the restarted agent forgot our service; the first watch-free reconcile restores it
+    requests.post(n1.url + "/_tuggle/reconcile")
+    wait_until(lambda: cluster3.passing("node1"), 15, what="node1 registered and passing again")
+    assert n1.get(name).content == b"before"
+    assert "node1" in cluster3.holders(name)

@@ -62,6 +62,7 @@ def test_too_many_bytes_and_wrong_whole_digest_are_refused():
 
 
 def test_piece_size_keeps_piece_count_bounded():
-    assert piece_size_for(0) == 128 * 1024
-    assert piece_size_for(2**30) * 256 >= 2**30
-    assert piece_size_for(2**30) == 4 * 2**20
+    assert piece_size_for(0) == 64 * 1024
+    assert piece_size_for(2**30) * 1024 >= 2**30
+    assert piece_size_for(2**30) == 2**20
+    assert piece_size_for(2**40) == 2**30

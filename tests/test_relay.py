@@ -135,3 +135,29 @@ def test_serve_rate_caps_uploads_shared_by_concurrent_peers(tmp_path, unique_nam
         assert 0.85 * 2 * MiB <= rate <= 1.15 * 2 * MiB, f"{rate / MiB:.2f} MiB/s against serve_rate 2 MiB/s"
         for a, n in zip(c.agents[1:], names):
             assert a.local_file(n).stat().st_size == 2 * MiB
+
+
+def test_metrics_show_where_bytes_came_from(chain, unique_name):
+    n1, _, _, n4 = chain.agents
+
+    def sample(agent):
+        out = {}
+        for line in requests.get(agent.url + "/_tuggle/metrics", timeout=5).text.splitlines():
+            if line.startswith("tuggle_"):
+                key, value = line.rsplit(" ", 1)
+                out[key] = float(value)
+        return out
+
+    before1, before4 = sample(n1), sample(n4)
+    name = unique_name()
+    n1.put(name, os.urandom(4 * MiB))
+    assert n4.get(name).status_code == 200
+    after1, after4 = sample(n1), sample(n4)
+
+    def delta(a, b, key):
+        return a.get(key, 0) - b.get(key, 0)
+
+    assert delta(after4, before4, 'tuggle_fetched_bytes_total{source="complete"}') == 4 * MiB
+    assert delta(after4, before4, 'tuggle_fetches_total{result="ok"}') == 1
+    assert delta(after1, before1, "tuggle_served_to_peers_bytes_total") == 4 * MiB
+    assert delta(after1, before1, "tuggle_uploaded_bytes_total") == 4 * MiB

@@ -212,3 +212,16 @@ def test_http_watch_handlers_sync_and_delete_without_a_process(tmp_path, unique_
         for a in c.agents:
             wait_until(lambda: not a.local_file(name).exists(), 20, what=f"{a.name} to delete")
         assert not (c[1].data_dir / ".tuggle" / "handle-event.log").exists(), "no handler process ran"
+
+
+def test_post_sync_resyncs_an_existing_object(cluster, unique_name):
+    name = unique_name()
+    body = os.urandom(40_000)
+    cluster[0].put(name, body)
+    assert not cluster[2].local_file(name).exists()
+    r = requests.post(f"{cluster[0].url}/{name}?sync")
+    assert r.status_code == 202
+    for a in cluster.agents:
+        wait_until(lambda: holds(a, name, body), 20, what=f"{a.name} to prefetch after POST ?sync")
+    assert requests.post(f"{cluster[0].url}/no-such-object?sync").status_code == 404
+    assert requests.post(f"{cluster[0].url}/{name}?sync&tag=x").status_code == 400

@@ -1,6 +1,7 @@
 """The HTTP front (WSGI, served by waitress): the Go tuggle's API plus a few extras.
 
   GET /                 objects in the cluster (JSON)       GET /?ping   health check
+  GET /_tuggle/metrics  Prometheus metrics (under /_tuggle/: no object name can collide)
   PUT /<name>[?sync]    store; 201 / 409 if the name exists
   GET|HEAD /<name>      local copy, or fetched from the nearest holder while streaming
   DELETE /<name>        cluster-wide delete
@@ -25,6 +26,7 @@ from werkzeug.http import parse_range_header
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
+from . import metrics
 from .consul.client import ConsulUnavailable
 from .download import DownloadFailed
 from .fetcher import INTERNAL_HEADER
@@ -187,7 +189,7 @@ class TuggleApp:
         """Bytes for peers pass the node-wide serve_rate bucket."""
         for block in chunks:
             self.node.serve_bucket.take(len(block))
-            self.node.served_to_peers += len(block)
+            metrics.SERVED_BYTES.inc(len(block))
             yield block
 
     def byte_range(self, req: Request, size: int) -> tuple[int, int]:
@@ -237,6 +239,9 @@ class TuggleApp:
     def control(self, req: Request, what: str) -> Response:
         if what == "status" and req.method == "GET":
             return as_json(self.node.status())
+        if what == "metrics" and req.method == "GET":
+            body, ctype = metrics.exposition()
+            return Response(body, content_type=ctype)
         if what.startswith("verify/") and req.method == "POST":
             # Open to peers: a fetcher that got bad bytes from us asks us to re-check our copy.
             name = what[len("verify/"):]

@@ -39,6 +39,7 @@ class Download:
         self.cancelled = False
         self.relay = None    # our partial-holder announcement, while pipelined relay is on
         self.session = None  # the Consul session holding our slots and announcement
+        self.peers = {}      # node -> Holder, the addresses of partial holders
         self.error: DownloadFailed | None = None
         self._cond = threading.Condition()
         self._fd = os.open(temp_path, os.O_RDONLY)  # survives rename and unlink
@@ -55,6 +56,10 @@ class Download:
             self.error = error
             if error is None:
                 self.verified = self.meta.size
+            else:
+                # A failed copy is useless to readers (they can't complete), and its
+                # unlinked temp file holds disk space for as long as the fd is open.
+                self.close()
             self._cond.notify_all()
 
     @property
@@ -86,24 +91,27 @@ class Download:
                 if self.error is not None:
                     raise self.error
 
-    def read(self, start: int, end: int, chunk: int = 256 * 1024) -> Iterator[bytes]:
+    def read(self, start: int, end: int, chunk: int = 64 * 1024) -> Iterator[bytes]:
         """Verified bytes [start, end), waiting for them as they arrive."""
         pos = start
         while pos < end:
             avail = min(self.wait_for_bytes(pos), end)
             while pos < avail:
-                data = os.pread(self._fd, min(chunk, avail - pos), pos)
+                with self._cond:  # never pread an fd number that close() handed back
+                    if self._fd is None:
+                        raise self.error or DownloadFailed("download closed")
+                    data = os.pread(self._fd, min(chunk, avail - pos), pos)
                 if not data:
                     raise DownloadFailed("temp file shorter than verified length")
                 pos += len(data)
                 yield data
 
     def close(self) -> None:
-        try:
-            os.close(self._fd)
-        except OSError:
-            pass
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     def __del__(self):
         # Readers may outlive the fetch thread; the fd goes when the last one lets go.
-        self.close()
+        if getattr(self, "_fd", None) is not None:
+            self.close()

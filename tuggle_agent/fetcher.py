@@ -11,6 +11,7 @@ piece in flight.  The whole fetch is bounded by `fetch_timeout`.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -30,6 +31,7 @@ from .consul.relay import RelayRegistry
 from .consul.semaphore import Semaphore
 from .consul.session import RenewedSession
 from .download import Download, DownloadFailed
+from . import metrics
 from .hooks import hook_env, run_hooks
 from .metadata import ObjectMeta, PieceList, PieceMismatch, Verifier
 from .progress import Progress
@@ -39,7 +41,7 @@ from .store import LocalStore
 log = logging.getLogger(__name__)
 
 INTERNAL_HEADER = "X-Tuggle-Internal"
-CHUNK = 256 * 1024
+CHUNK = 64 * 1024  # network reads: small, so verified pieces are forwarded without delay
 
 
 class SourceError(Exception):
@@ -103,6 +105,7 @@ class Fetcher:
     # -- the fetch thread -------------------------------------------------
     def _run(self, d: Download, f) -> None:
         meta = d.meta
+        metrics.ACTIVE_FETCHES.inc()
         try:
             with f:
                 self._pre_hooks(meta)
@@ -119,28 +122,39 @@ class Fetcher:
                     raise DownloadFailed(f"{meta.name} was deleted or replaced during the fetch", 404)
                 self.ctx.store.commit(d.temp_path, meta, d.source)
             d.finish()
+            metrics.FETCHES.labels("ok").inc()
+            metrics.FETCH_SECONDS.observe(time.time() - d.started_at)
             log.info("fetched %s (%d bytes) from %s: verified sha256 %s", meta.name, meta.size, d.source, meta.sha256[:16])
             self.ctx.on_complete(meta, d.source)
             self.ctx.kv.add_edge(meta.name, Edge(d.source, self.ctx.node, d.started_at, time.time(),
                                                  time.time() - d.started_at))
-        except DownloadFailed as exc:
-            log.error("fetch of %s failed: %s", meta.name, exc)
-            d.finish(exc)
-        except ConsulUnavailable as exc:
-            log.error("fetch of %s failed: %s", meta.name, exc)
-            d.finish(DownloadFailed(str(exc), 503))
         except Exception as exc:  # never leave readers waiting on a dead thread
-            log.exception("fetch of %s failed unexpectedly", meta.name)
-            d.finish(DownloadFailed(f"internal error: {exc}", 500))
+            failure = self._failure(meta, exc)
+            log.error("fetch of %s failed: %s", meta.name, failure)
+            metrics.FETCHES.labels(str(failure.status)).inc()
+            d.finish(failure)
         finally:
             if d.relay is not None:
                 d.relay.withdraw()  # after the holder tag: peers always find us one way or the other
             if d.session is not None:
                 d.session.close()
             d.temp_path.unlink(missing_ok=True)
+            metrics.ACTIVE_FETCHES.dec()
             with self._lock:
                 if self._active.get(meta.name) is d:
                     del self._active[meta.name]
+
+    def _failure(self, meta: ObjectMeta, exc: Exception) -> DownloadFailed:
+        """The HTTP answer for a failed fetch, with what the operator can do about it."""
+        if isinstance(exc, DownloadFailed):
+            return exc
+        if isinstance(exc, ConsulUnavailable):
+            return DownloadFailed(str(exc), 503)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return DownloadFailed(f"no space left in {self.cfg.data_dir} for {meta.name}: free space there; "
+                                  "the next GET or sync retries", 507)
+        log.exception("fetch of %s failed unexpectedly", meta.name)
+        return DownloadFailed(f"internal error: {exc}", 500)
 
     def _pre_hooks(self, meta: ObjectMeta) -> None:
         hooks = self.cfg.hooks["pre_download"]
@@ -188,13 +202,16 @@ class Fetcher:
                 d.relay = self.ctx.relay.announce(meta.name, meta.version, self.ctx.node, d.session)
             try:
                 d.source = holder.node
-                self._pull(d, f, holder, verifier, progress)
+                kind = "complete" if holder in complete else "partial"
+                self._pull(d, f, holder, verifier, progress, metrics.FETCHED_BYTES.labels(kind))
             except CorruptSource as exc:
+                metrics.SOURCE_SWITCHES.labels("corrupt").inc()
                 bad.add(holder.node)
                 log.error("%s; discarding its bytes and using another holder", exc)
                 verifier.rewind(f)
                 self._report_corrupt(holder, meta.name)
             except SourceError as exc:
+                metrics.SOURCE_SWITCHES.labels("broken").inc()
                 failures[holder.node] = failures.get(holder.node, 0) + 1
                 attempt += 1
                 log.warning("%s; resuming from byte %d with another holder", exc, verifier.verified)
@@ -219,9 +236,13 @@ class Fetcher:
         relay_index = None
         if self.cfg.pipelined:
             relay_index, upstream = self.ctx.relay.upstream(meta.name, meta.version, d.relay.rank if d.relay else None)
-            peers = self.ctx.finder.peers(self.ctx.node)
+            if any(n not in d.peers for n in upstream):  # addresses of new partial holders
+                d.peers = self.ctx.finder.peers(self.ctx.node)
+            peers = d.peers
             have = {h.node for h in complete}
             partial = [peers[n] for n in upstream if n in peers and n not in bad and n not in have]
+            # Newest first: in a chain the free slot is at its tail, the last one announced.
+            partial.reverse()
             partial.sort(key=lambda h: failures.get(h.node, 0))
         return complete, partial, relay_index
 
@@ -269,7 +290,7 @@ class Fetcher:
         log.info("%s; retrying in %.1fs", why, delay)
         time.sleep(delay)
 
-    def _pull(self, d: Download, f, holder: Holder, verifier: Verifier, progress: Progress) -> None:
+    def _pull(self, d: Download, f, holder: Holder, verifier: Verifier, progress: Progress, counter) -> None:
         """Stream from one holder from the first unverified byte; raises SourceError to move on."""
         meta = d.meta
         offset = verifier.received
@@ -301,6 +322,8 @@ class Fetcher:
                         verifier.feed(chunk)
                     except PieceMismatch as exc:
                         raise CorruptSource(f"{exc} (sent by {holder.node})") from None
+                    if verifier.verified != before:
+                        counter.inc(verifier.verified - before)
                     if verifier.verified != before and verifier.verified < meta.size:
                         # Readers pread the file, so flush first.  The final bytes are
                         # released by finish(), after the commit: once a client has the

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import BinaryIO
 
+from . import metrics
 from .config import Config
 from .consul.agent import HolderService
 from .consul.client import ConsulUnavailable, make_client
@@ -60,7 +61,6 @@ class Node:
         self.name = ""
         self.fetcher: Fetcher | None = None
         self.serve_bucket = TokenBucket(config.serve_rate)
-        self.served_to_peers = 0  # bytes, for status and benchmarks (origin load)
         self._verified_at: dict[str, float] = {}
 
     # -- start-up -------------------------------------------------------------
@@ -122,8 +122,10 @@ class Node:
         tags = set() if self.cfg.fetch_only else kept
         if register:
             self.service.register(tags)
-        elif tags:
+        else:
             self.service.add(*tags)  # a no-op (no catalog write) when nothing is missing
+            if self.service.ensure_registered():
+                log.warning("the local Consul agent had lost our service registration; registered again")
         started = [m.name for m in metas.values() if m.sync and self.sync_applies(m.sync)
                    and m.id not in kept and self.prefetch(m) is not None]
         return {"kept": len(kept), "dropped": dropped, "prefetching": started}
@@ -182,6 +184,7 @@ class Node:
                     raise UploadError(f"{name} already exists (created concurrently); nothing changed", 409)
             if not self.cfg.fetch_only:
                 self.service.add(meta.id)
+            metrics.UPLOADED_BYTES.inc(meta.size)
             log.info("stored %s: %s, sha256 %s", name, progress.summary(), sha)
             if sync is not None:
                 fire(self.client, self.cfg.namespace, "FETCH", meta.version, meta.id,
@@ -347,7 +350,7 @@ class Node:
                 fetching.append({"name": d.meta.name, "version": d.meta.version, "size": d.meta.size,
                                  "verified": d.verified, "source": d.source})
         return {"node": self.name, "fetch_only": self.cfg.fetch_only, "relay": self.cfg.relay,
-                "served_to_peers": self.served_to_peers, "objects": local, "fetching": fetching}
+                "served_to_peers": int(metrics.REGISTRY.get_sample_value("tuggle_served_to_peers_bytes_total") or 0), "objects": local, "fetching": fetching}
 
     def close(self) -> None:
         try:

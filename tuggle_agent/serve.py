@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import tempfile
 
 import click
 import waitress
@@ -37,8 +36,9 @@ def serve_command(config_path, **flags):
         node.start()
     except ConsulUnavailable as exc:
         raise click.ClickException(str(exc)) from None
-    # waitress spools big request bodies to temp files: keep them on the data disk.
-    tempfile.tempdir = str(node.store.tmp)
+    # waitress receives a whole request body before the app runs, spooling bodies over
+    # 512 KiB to the system temp dir (TMPDIR).  Left there on purpose: if the data disk
+    # is full, the upload still arrives and gets a clear 507 instead of a reset.
     server = waitress.create_server(
         TuggleApp(node), host=cfg.bind, port=cfg.port, threads=cfg.threads,
         max_request_body_size=cfg.max_upload_size, channel_timeout=max(120, int(cfg.fetch_timeout) + 60),

@@ -61,6 +61,17 @@ class HolderService:
             self._tags.difference_update(tags)
             self._push()
 
+    def ensure_registered(self) -> bool:
+        """Re-register if the local agent lost or changed our service (an agent restarted
+        without its data dir forgets API registrations).  An agent-local read, no Raft write."""
+        with self._lock:
+            with consul_errors(self.c, "reading the local agent's services"):
+                svc = self.c.agent.services().get(self.ns)
+            if svc is not None and set(svc.get("Tags") or []) == self._tags:
+                return False
+            self._push()
+            return True
+
     def deregister(self) -> None:
         with consul_errors(self.c, f"deregistering service {self.ns}"):
             self.c.agent.service.deregister(self.ns)

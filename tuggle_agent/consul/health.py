@@ -9,6 +9,7 @@ reliable (consul-semantics 6.1).  We therefore re-sort by RTT computed from
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import consul
@@ -39,9 +40,15 @@ def distance(a: dict | None, b: dict | None) -> float:
 
 
 class HolderFinder:
+    # Network coordinates drift slowly; re-reading them for every source choice would
+    # double the Consul requests of a fetch for no gain.
+    COORDINATE_TTL = 10.0
+
     def __init__(self, client: consul.Consul, namespace: str):
         self.c = client
         self.ns = namespace
+        self._coords: dict[str, dict | None] = {}
+        self._coords_at = -math.inf
 
     def holders(self, tag: str, self_node: str) -> list[Holder]:
         """Passing holders of `tag` other than this node, sorted by RTT from it."""
@@ -54,8 +61,7 @@ class HolderFinder:
     def _passing(self, tag: str | None, self_node: str) -> list[Holder]:
         with consul_errors(self.c, f"looking up holders of {tag or 'any object'}"):
             _, entries = self.c.health.service(self.ns, tag=tag, passing=True, near="_agent")
-            _, coords = self.c.coordinate.nodes()
-        by_node = {c["Node"]: c.get("Coord") for c in coords or []}
+        by_node = self._coordinates()
         mine = by_node.get(self_node)
         out = []
         for e in entries:
@@ -66,3 +72,12 @@ class HolderFinder:
             out.append(Holder(node, address, int(e["Service"]["Port"]), distance(mine, by_node.get(node))))
         out.sort(key=lambda h: h.rtt)  # stable: ties keep Consul's order
         return out
+
+    def _coordinates(self) -> dict[str, dict | None]:
+        now = time.monotonic()
+        if now - self._coords_at > self.COORDINATE_TTL:
+            with consul_errors(self.c, "reading network coordinates"):
+                _, coords = self.c.coordinate.nodes()
+            self._coords = {c["Node"]: c.get("Coord") for c in coords or []}
+            self._coords_at = now
+        return self._coords

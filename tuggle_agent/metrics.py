@@ -1,0 +1,25 @@
+"""Prometheus metrics at GET /_tuggle/metrics: the numbers that show the cluster feeding itself
+(bytes from complete vs partial holders, bytes served to peers, fetch outcomes)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REGISTRY = CollectorRegistry()
+
+FETCHED_BYTES = Counter("tuggle_fetched_bytes", "Verified bytes received from peers, by kind of source",
+                        ["source"], registry=REGISTRY)  # source: complete | partial
+SERVED_BYTES = Counter("tuggle_served_to_peers_bytes", "Bytes sent to peers (counted against serve_rate)",
+                       registry=REGISTRY)
+UPLOADED_BYTES = Counter("tuggle_uploaded_bytes", "Bytes stored by PUT on this node", registry=REGISTRY)
+FETCHES = Counter("tuggle_fetches", "Finished fetches by result", ["result"], registry=REGISTRY)
+FETCH_SECONDS = Histogram("tuggle_fetch_seconds", "Duration of successful fetches", registry=REGISTRY,
+                          buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800))
+SOURCE_SWITCHES = Counter("tuggle_source_switches", "Fetches resumed from another holder, by reason",
+                          ["reason"], registry=REGISTRY)  # reason: broken | corrupt
+ACTIVE_FETCHES = Gauge("tuggle_active_fetches", "Fetches in progress", registry=REGISTRY)
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
