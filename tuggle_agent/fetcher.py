@@ -172,6 +172,8 @@ class Fetcher:
         except PieceMismatch as exc:
             raise DownloadFailed(str(exc), 502) from None
         d.session = self.ctx.session()
+        if self.cfg.pipelined and not self.cfg.fetch_only:
+            d.relay = self.ctx.relay.announce(meta.name, meta.version, self.ctx.node, d.session)
         deadline = time.monotonic() + self.cfg.fetch_timeout
         bad: set[str] = set()       # sent bytes that failed verification: never again this fetch
         failures: dict[str, int] = {}
@@ -192,14 +194,12 @@ class Fetcher:
                 attempt += 1
                 self._backoff(attempt, deadline, f"no usable holder of {meta.name}")
                 continue
-            claimed = self._claim(d, complete + partial)
+            claimed = self._claim(d, partial + complete)
             if claimed is None:
                 attempt += 1
                 self._wait_for_source(d, complete, deadline, relay_index)
                 continue
             holder, sem = claimed
-            if self.cfg.pipelined and not self.cfg.fetch_only and d.relay is None:
-                d.relay = self.ctx.relay.announce(meta.name, meta.version, self.ctx.node, d.session)
             try:
                 d.source = holder.node
                 kind = "complete" if holder in complete else "partial"
@@ -223,7 +223,7 @@ class Fetcher:
     def _candidates(self, d: Download, bad: set[str],
                     failures: dict[str, int]) -> tuple[list[Holder], list[Holder], str | None]:
         """Complete holders (fewest failures, then random among the `nearest` nearest), then
-        partial holders ranked before us, earliest (furthest along) first."""
+        partial holders ranked before us (announced earlier), latest first."""
         meta = d.meta
         found = [h for h in self.ctx.finder.holders(meta.id, self.ctx.node) if h.node not in bad]
         complete: list[Holder] = []
@@ -235,13 +235,14 @@ class Fetcher:
         partial: list[Holder] = []
         relay_index = None
         if self.cfg.pipelined:
-            relay_index, upstream = self.ctx.relay.upstream(meta.name, meta.version, d.relay.rank if d.relay else None)
+            relay_index, upstream = self.ctx.relay.upstream(meta.name, meta.version, d.relay.rank if d.relay else 0)
             if any(n not in d.peers for n in upstream):  # addresses of new partial holders
                 d.peers = self.ctx.finder.peers(self.ctx.node)
             peers = d.peers
             have = {h.node for h in complete}
             partial = [peers[n] for n in upstream if n in peers and n not in bad and n not in have]
-            # Newest first: in a chain the free slot is at its tail, the last one announced.
+            # Our immediate predecessor first: every fetcher taking the one announced just
+            # before it builds the chain in one step, with no race for slots.
             partial.reverse()
             partial.sort(key=lambda h: failures.get(h.node, 0))
         return complete, partial, relay_index
@@ -259,10 +260,9 @@ class Fetcher:
         """Every source is busy: wait for news instead of polling."""
         left = max(0.0, deadline - time.monotonic())
         if self.cfg.pipelined:
-            # A new partial holder (the free tail of a chain) is the likeliest news.  Block
-            # from the index our candidates came from, so an announcement made while we
-            # raced for slots wakes us at once.
-            rank = d.relay.rank if d.relay else None
+            # A new or departed partial holder is the likeliest news.  Block from the index
+            # our candidates came from, so a change made while we tried slots wakes us at once.
+            rank = d.relay.rank if d.relay else 0
             self.ctx.relay.upstream(d.meta.name, d.meta.version, rank, index=relay_index, wait="1s")
         elif complete:
             # Block on the nearest holder's semaphore until a slot frees (Consul wakes us).

@@ -1,13 +1,13 @@
 """Partial holders of an object: nodes still fetching it that already serve what they verified.
 
-A fetching node announces itself with a key `<ns>.relay/<name>/<version>/<node>`,
-locked by its fetch session (behaviour delete, so the entry goes if the node dies),
-as soon as it has claimed its first source.  Until then nobody can be downstream of
-it, so it may take any partial holder with a free slot: a newcomer always finds the
-free tail of a chain.  The key's CreateIndex, a cluster-wide Raft index, ranks the
-announced fetchers; when one has to change source it only picks partial holders
-ranked before it, which cannot be downstream of it: the relay graph stays acyclic
-and no chain can wait on itself.
+A fetching node announces itself, when its fetch starts, with a key
+`<ns>.relay/<name>/<version>/<node>` locked by its fetch session (behaviour delete, so
+the entry goes if the node dies).  The key's CreateIndex, a cluster-wide Raft index,
+ranks the fetchers.  Each takes as its source the partial holder ranked just before
+it (falling back to earlier ones, then to complete holders), so concurrent fetchers
+line up in one chain at once, with no race for slots; and since a node only ever
+relays from nodes ranked before it, the relay graph is acyclic and no chain can wait
+on itself.
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ class RelayRegistry:
         return f"{self.ns}.relay/{name}/{version}/"
 
     def announce(self, name: str, version: str, node: str, session: RenewedSession) -> RelayEntry:
-        """Called once a fetch has claimed its first source: from then on it is in the
-        relay graph, below everything announced before it."""
         key = self.prefix(name, version) + node
         with consul_errors(self.c, f"announcing {node} as a partial holder of {name}"):
             self.c.kv.delete(key)  # a leftover of an earlier attempt must not keep its old rank
@@ -50,14 +48,13 @@ class RelayRegistry:
             _, entry = self.c.kv.get(key)
         return RelayEntry(self.c, key, int(entry["CreateIndex"]))
 
-    def upstream(self, name: str, version: str, rank: int | None, index: str | None = None,
+    def upstream(self, name: str, version: str, rank: int, index: str | None = None,
                  wait: str | None = None) -> tuple[str, list[str]]:
-        """Partial holders a fetch may relay from, earliest first (blocking when index is
-        given): all of them before it joined the graph (rank None), else those ranked
-        before it, which can't be downstream of it."""
+        """Partial holders ranked before `rank` (0: all), earliest first; blocking when
+        index is given.  They cannot be downstream of the asker."""
         with consul_errors(self.c, f"listing partial holders of {name}"):
             index, entries = self.c.kv.get(self.prefix(name, version), recurse=True, index=index, wait=wait)
-        live = [e for e in entries or [] if e.get("Session") and (rank is None or int(e["CreateIndex"]) < rank)]
+        live = [e for e in entries or [] if e.get("Session") and (not rank or int(e["CreateIndex"]) < rank)]
         return index, [e["Key"].rsplit("/", 1)[1] for e in sorted(live, key=lambda e: int(e["CreateIndex"]))]
 
     def clear(self, name: str) -> None:
