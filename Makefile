@@ -22,5 +22,8 @@ demo: $(VENV)/.installed
 test: deps
 	$(VENV)/bin/pytest -n 2 --dist loadfile
 
+# Figures for the README (several minutes; core_bench needs nginx: apt-get install nginx).
 bench: deps
 	$(VENV)/bin/python bench/devconsul_bench.py
+	$(VENV)/bin/python bench/distribute.py --handler http
+	$(VENV)/bin/python bench/core_bench.py
