@@ -159,7 +159,7 @@ class TuggleApp:
             # Peers are served from local bytes only, never by starting a fetch for them;
             # with pipelined relay that includes the verified part of a fetch in progress.
             d = self.node.fetcher.active(name) if self.cfg.pipelined else None
-            if d is not None and d.meta.version == meta.version and d.relay is not None:
+            if d is not None and d.meta.version == meta.version:
                 start, end = self.byte_range(req, meta.size)
                 return self.ranged_response(meta, start, end, req, self.to_peer(d.read(start, end)))
             return text(f"{name} is not held on this node", 404)
