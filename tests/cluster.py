@@ -28,6 +28,8 @@ def wait_until(pred, timeout: float = 10.0, interval: float = 0.02, what: str = 
             value = pred()
             if value:
                 return value
+        except AssertionError:
+            raise  # a predicate's assert means "this will never happen": fail now
         except Exception as exc:  # the thing we wait for may not answer yet
             last_exc = exc
         time.sleep(interval)
@@ -78,10 +80,21 @@ class Agent:
             self.wait_ready()
 
     def wait_ready(self) -> None:
-        def up():
-            assert self.proc.poll() is None, f"{self.name} exited:\n{self.log()}"
-            return requests.get(self.url + "/?ping", timeout=1).status_code == 200
-        wait_until(up, 30, what=f"{self.name} to answer /?ping")
+        for _ in range(3):
+            def up():
+                assert self.proc.poll() is None, f"{self.name} exited:\n{self.log()}"
+                return requests.get(self.url + "/?ping", timeout=1).status_code == 200
+            try:
+                wait_until(up, 30, what=f"{self.name} to answer /?ping")
+                break
+            except AssertionError:
+                if "Address already in use" not in self.log():
+                    raise
+                # free_port() can race with other processes picking ports: take another.
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+                self.write_config(port=self.port)
+                self.start(wait=False)
         wait_until(lambda: self.cluster.passing(self.name), 15, what=f"{self.name}'s check to pass")
 
     def install_watches(self, handler: str = "script") -> None:

@@ -100,6 +100,7 @@ class Node:
         with self.store.lock:
             # Read KV under the lock: an upload commits its file, then creates its key,
             # both under this lock; a listing taken before it would call the file debris.
+            listed_at = time.time()
             metas = {m.name: m for m in self.kv.list()}
             for name in self.store.names() + self.store.orphan_sidecars():
                 if self.fetcher and self.fetcher.active(name):
@@ -115,6 +116,8 @@ class Node:
                 dropped.append(name)
         if self.fetcher:
             for d in self.fetcher.snapshot():
+                if d.started_at >= listed_at:
+                    continue  # started after our listing: the listing can't judge it
                 meta = metas.get(d.meta.name)
                 if meta is None or meta.version != d.meta.version:
                     self.fetcher.cancel(d.meta.name)
