@@ -132,6 +132,11 @@ class Agent:
     def local_file(self, name: str) -> Path:
         return self.data_dir / name
 
+    def fetching(self, name: str) -> list[dict]:
+        """This node's running fetches of `name` (bytes verified, current source)."""
+        return [f for f in requests.get(self.url + "/_tuggle/status", timeout=5).json()["fetching"]
+                if f["name"] == name]
+
 
 class TuggleCluster:
     def __init__(self, workdir: Path, nodes: int = 3, settings: dict | None = None, per_node: dict | None = None,

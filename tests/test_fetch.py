@@ -2,7 +2,7 @@
 fetch-only nodes, restart reconciliation."""
 
 import os
-import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 
 import pytest
@@ -47,17 +47,9 @@ def test_fetch_rate_is_shared_by_concurrent_fetches(cluster, unique_name):
     bodies = {n: os.urandom(2 * MiB) for n in names}
     for n in names:
         n1.put(n, bodies[n])
-    results = {}
-
-    def get(n):
-        results[n] = n3.get(n).content
-
     t0 = time.monotonic()
-    threads = [threading.Thread(target=get, args=(n,)) for n in names]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(len(names)) as pool:
+        results = dict(zip(names, pool.map(lambda n: n3.get(n).content, names)))
     elapsed = time.monotonic() - t0
     assert results == bodies
     rate = 6 * MiB / elapsed
@@ -99,24 +91,18 @@ def test_source_killed_mid_transfer_resumes_from_another_holder(cluster, unique_
     body = os.urandom(8 * MiB)
     n1.put(name, body)
     assert n2.get(name).content == body
-    got = {}
-
-    def get():
-        got["r"] = n3.get(name, timeout=60)
-
-    t = threading.Thread(target=get)
-    t.start()
-    status = wait_until(lambda: [f for f in requests.get(n3.url + "/_tuggle/status").json()["fetching"]
-                                 if f["name"] == name and f["verified"] > MiB], 20, what="fetch under way")
-    source = next(a for a in (n1, n2) if a.name == status[0]["source"])
-    source.kill()
-    try:
-        t.join(60)
-        assert got["r"].status_code == 200 and got["r"].content == body
-        assert n3.local_file(name).read_bytes() == body
-        assert "resuming from byte" in n3.log()
-    finally:
-        source.start()
+    with ThreadPoolExecutor() as pool:
+        got = pool.submit(n3.get, name, timeout=60)
+        status = wait_until(lambda: [f for f in n3.fetching(name) if f["verified"] > MiB], 20, what="fetch under way")
+        source = next(a for a in (n1, n2) if a.name == status[0]["source"])
+        source.kill()
+        try:
+            r = got.result(60)
+            assert r.status_code == 200 and r.content == body
+            assert n3.local_file(name).read_bytes() == body
+            assert "resuming from byte" in n3.log()
+        finally:
+            source.start()
 
 
 def test_fetch_only_node_refuses_put_and_never_advertises(cluster, unique_name):

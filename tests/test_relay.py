@@ -4,6 +4,7 @@ graph stays acyclic; dying relays are routed around; rate limits hold both ways.
 import hashlib
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 
 import pytest
@@ -13,10 +14,6 @@ from tests.cluster import TuggleCluster, wait_until
 from tuggle_agent.fetcher import INTERNAL_HEADER
 
 MiB = 2**20
-
-
-def fetching(agent, name):
-    return [f for f in requests.get(agent.url + "/_tuggle/status", timeout=5).json()["fetching"] if f["name"] == name]
 
 
 def edges(agent, name):
@@ -39,10 +36,10 @@ def test_partial_holder_serves_a_peer_before_its_copy_completes(chain, unique_na
     n1.put(name, body)
     t = threading.Thread(target=n2.get, args=(name,))
     t.start()
-    wait_until(lambda: (f := fetching(n2, name)) and f[0]["verified"] >= MiB, 20, what="node2 to verify 1 MiB")
+    wait_until(lambda: (f := n2.fetching(name)) and f[0]["verified"] >= MiB, 20, what="node2 to verify 1 MiB")
     r = requests.get(f"{n2.url}/{name}", headers={INTERNAL_HEADER: "test", "Range": "bytes=0-524287"}, timeout=10)
     assert r.status_code == 206 and r.content == body[:524288]
-    assert fetching(n2, name), "node2 served a peer while its own fetch was still running"
+    assert n2.fetching(name), "node2 served a peer while its own fetch was still running"
     assert "node2" not in chain.holders(name) and not n2.local_file(name).exists(), \
         "a partial holder must not look like a complete one"
     # node1's only relay slot is node2's: node3 joins the chain behind node2 and keeps pace with it
@@ -59,7 +56,7 @@ def test_peer_reads_of_a_partial_holder_never_run_ahead_of_verification(chain, u
     n1.put(name, body)
     t = threading.Thread(target=n2.get, args=(name,))
     t.start()
-    wait_until(lambda: fetching(n2, name), 20, what="node2 fetching")
+    wait_until(lambda: n2.fetching(name), 20, what="node2 fetching")
     # ask for everything at once: the answer trickles in as node2 verifies, and is exact
     r = requests.get(f"{n2.url}/{name}", headers={INTERNAL_HEADER: "test"}, timeout=30)
     assert r.status_code == 200 and hashlib.sha256(r.content).digest() == hashlib.sha256(body).digest()
@@ -77,20 +74,19 @@ def test_killed_relay_is_routed_around_and_the_copy_verifies(chain, unique_name)
         except requests.exceptions.RequestException:
             pass
     threading.Thread(target=doomed_get, daemon=True).start()
-    wait_until(lambda: fetching(n2, name), 20, what="node2 fetching")
-    got = {}
-    t = threading.Thread(target=lambda: got.setdefault("r", n3.get(name, timeout=90)))
-    t.start()
-    wait_until(lambda: (f := fetching(n3, name)) and f[0]["source"] == "node2" and f[0]["verified"] > MiB, 20,
-               what="node3 relaying from node2")
-    n2.kill()
-    try:
-        t.join(90)
-        assert got["r"].status_code == 200 and got["r"].content == body
-        assert n3.local_file(name).read_bytes() == body
-        assert "resuming from byte" in n3.log()
-    finally:
-        n2.start()
+    wait_until(lambda: n2.fetching(name), 20, what="node2 fetching")
+    with ThreadPoolExecutor() as pool:
+        got = pool.submit(n3.get, name, timeout=90)
+        wait_until(lambda: (f := n3.fetching(name)) and f[0]["source"] == "node2" and f[0]["verified"] > MiB, 20,
+                   what="node3 relaying from node2")
+        n2.kill()
+        try:
+            r = got.result(90)
+            assert r.status_code == 200 and r.content == body
+            assert n3.local_file(name).read_bytes() == body
+            assert "resuming from byte" in n3.log()
+        finally:
+            n2.start()
 
 
 def test_ten_nodes_syncing_at_once_form_no_cycle(tmp_path, unique_name):
@@ -125,11 +121,8 @@ def test_serve_rate_caps_uploads_shared_by_concurrent_peers(tmp_path, unique_nam
         for n in names:
             c[0].put(n, os.urandom(2 * MiB))
         t0 = time.monotonic()
-        threads = [threading.Thread(target=a.get, args=(n,)) for a, n in zip(c.agents[1:], names)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with ThreadPoolExecutor(len(names)) as pool:
+            list(pool.map(lambda an: an[0].get(an[1]), zip(c.agents[1:], names)))
         elapsed = time.monotonic() - t0
         rate = 6 * MiB / elapsed
         assert 0.85 * 2 * MiB <= rate <= 1.15 * 2 * MiB, f"{rate / MiB:.2f} MiB/s against serve_rate 2 MiB/s"
