@@ -163,3 +163,13 @@ def test_consul_down_gives_a_clear_503_and_recovers(cluster3, unique_name):
     wait_until(lambda: cluster3.passing("node1"), 15, what="node1 registered and passing again")
     assert n1.get(name).content == b"before"
     assert "node1" in cluster3.holders(name)
+
+
+def test_max_upload_size_is_enforced(tmp_path, unique_name):
+    from tests.cluster import TuggleCluster
+    with TuggleCluster(tmp_path, nodes=1, settings={"max_upload_size": "1MB"}) as c:
+        name = unique_name()
+        r = c[0].put(name, os.urandom(2_000_000))
+        assert r.status_code == 413
+        assert c[0].get(name).status_code == 404
+        assert c[0].put(name, os.urandom(900_000)).status_code == 201

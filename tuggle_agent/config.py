@@ -154,6 +154,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("advertise_address", _opt_str, None),
     Setting("consul.address", _opt_str, None),
     Setting("consul.token", _opt_str, None),
+    Setting("consul.start_timeout", _positive_duration, 60.0),
     Setting("fetch_only", _bool, False),
     Setting("fetch_rate", parse_rate, None),
     Setting("serve_rate", parse_rate, None),
@@ -186,6 +187,7 @@ class Config:
     advertise_address: str | None
     consul_address: str | None
     consul_token: str | None
+    consul_start_timeout: float
     fetch_only: bool
     fetch_rate: int | None
     serve_rate: int | None

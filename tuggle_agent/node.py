@@ -64,8 +64,8 @@ class Node:
         self._verified_at: dict[str, float] = {}
 
     # -- start-up -------------------------------------------------------------
-    def start(self, consul_wait: float = 60.0) -> None:
-        self.name = self._wait_for_consul(consul_wait)
+    def start(self) -> None:
+        self.name = self._wait_for_consul(self.cfg.consul_start_timeout)
         removed = self.store.clean_temp()
         if removed:
             log.info("removed %d leftover temp files of an earlier run", removed)
