@@ -173,3 +173,31 @@ def test_max_upload_size_is_enforced(tmp_path, unique_name):
         assert r.status_code == 413
         assert c[0].get(name).status_code == 404
         assert c[0].put(name, os.urandom(900_000)).status_code == 201
+
+
+def test_writes_from_outside_write_allow_are_refused(tmp_path, unique_name):
+    import http.client
+    from tests.cluster import TuggleCluster
+    with TuggleCluster(tmp_path, nodes=1, settings={"write_allow": ["127.0.0.1/32"]}) as c:
+        name = unique_name()
+        for method in ("PUT", "DELETE"):
+            conn = http.client.HTTPConnection("127.0.0.1", c[0].port, timeout=10, source_address=("127.0.0.2", 0))
+            conn.request(method, f"/{name}", body=b"x" if method == "PUT" else None)
+            r = conn.getresponse()
+            body = r.read().decode()
+            assert r.status == 403 and "write_allow" in body, (method, r.status, body)
+            conn.close()
+        assert c[0].get(name).status_code == 404
+        assert c[0].put(name, b"from loopback").status_code == 201
+        conn = http.client.HTTPConnection("127.0.0.1", c[0].port, timeout=10, source_address=("127.0.0.2", 0))
+        conn.request("GET", f"/{name}")
+        assert conn.getresponse().read() == b"from loopback", "reads stay open"
+
+
+def test_peer_requests_never_start_a_fetch(cluster3, unique_name):
+    n1, n2, _ = cluster3.agents
+    name = unique_name()
+    n1.put(name, b"only on node1")
+    r = n2.get(name, headers={"X-Tuggle-Internal": "node9"})
+    assert r.status_code == 404
+    assert not n2.local_file(name).exists() and n2.fetching(name) == []

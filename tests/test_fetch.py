@@ -133,3 +133,14 @@ def test_restart_reconciles_local_copies_with_consul(cluster, unique_name):
     assert list((n2.data_dir / ".tmp").iterdir()) == []
     assert n2.local_file(keep).read_bytes() == keep.encode()
     assert "node2" in cluster.holders(keep)
+
+
+def test_concurrent_gets_of_a_missing_object_share_one_fetch(cluster, unique_name):
+    n1, _, n3, _ = cluster.agents
+    name = unique_name()
+    body = os.urandom(2 * MiB)
+    n1.put(name, body)
+    with ThreadPoolExecutor(5) as pool:
+        results = list(pool.map(lambda _: n3.get(name).content, range(5)))
+    assert results == [body] * 5
+    assert n3.log().count(f"fetched {name} (") == 1
