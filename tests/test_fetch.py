@@ -39,6 +39,8 @@ def test_client_streams_while_the_fetch_runs(cluster, unique_name):
     assert first + rest == body
     assert t_all > 2.0, "5 MiB at 2 MiB/s cannot take under 2 s: the rate limit is not applied"
     assert t_first < t_all / 3, f"first byte after {t_first:.2f}s of {t_all:.2f}s: not streamed while fetching"
+    progress = [l for l in n3.log().splitlines() if f"fetching {name}: " in l]
+    assert progress and "MiB/s, ETA" in progress[0], "long transfers log their rate and ETA"
 
 
 def test_fetch_rate_is_shared_by_concurrent_fetches(cluster, unique_name):
