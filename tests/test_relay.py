@@ -3,6 +3,7 @@ graph stays acyclic; dying relays are routed around; rate limits hold both ways.
 
 import hashlib
 import os
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 import time
@@ -154,3 +155,23 @@ def test_metrics_show_where_bytes_came_from(chain, unique_name):
     assert delta(after4, before4, 'tuggle_fetches_total{result="ok"}') == 1
     assert delta(after1, before1, "tuggle_served_to_peers_bytes_total") == 4 * MiB
     assert delta(after1, before1, "tuggle_uploaded_bytes_total") == 4 * MiB
+
+
+def test_stalled_relay_is_dropped_after_stall_timeout(chain, unique_name):
+    n1, n2, n3, _ = chain.agents
+    name = unique_name()
+    body = os.urandom(12 * MiB)
+    n1.put(name, body)
+    with ThreadPoolExecutor() as pool:
+        pool.submit(n2.get, name, timeout=90)
+        wait_until(lambda: n2.fetching(name), 20, what="node2 fetching")
+        got = pool.submit(n3.get, name, timeout=90)
+        wait_until(lambda: (f := n3.fetching(name)) and f[0]["source"] == "node2" and f[0]["verified"] > MiB, 20,
+                   what="node3 relaying from node2")
+        os.killpg(n2.proc.pid, signal.SIGSTOP)  # hung, not dead: the connection stays open
+        try:
+            r = got.result(90)
+            assert r.status_code == 200 and r.content == body
+            assert "ReadTimeout" in n3.log() and "resuming from byte" in n3.log()
+        finally:
+            os.killpg(n2.proc.pid, signal.SIGCONT)
