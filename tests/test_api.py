@@ -177,6 +177,7 @@ def test_max_upload_size_is_enforced(tmp_path, unique_name):
 
 def test_writes_from_outside_write_allow_are_refused(tmp_path, unique_name):
     import http.client
+
     from tests.cluster import TuggleCluster
     with TuggleCluster(tmp_path, nodes=1, settings={"write_allow": ["127.0.0.1/32"]}) as c:
         name = unique_name()

@@ -2,8 +2,8 @@
 fetch-only nodes, restart reconciliation."""
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests

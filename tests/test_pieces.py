@@ -6,7 +6,14 @@ import os
 
 import pytest
 
-from tuggle_agent.metadata import Digester, ObjectMeta, PieceList, PieceMismatch, Verifier, piece_size_for
+from tuggle_agent.metadata import (
+    Digester,
+    ObjectMeta,
+    PieceList,
+    PieceMismatch,
+    Verifier,
+    piece_size_for,
+)
 
 
 def make(body: bytes, piece: int):

@@ -5,8 +5,8 @@ import hashlib
 import os
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests

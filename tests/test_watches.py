@@ -225,3 +225,11 @@ def test_post_sync_resyncs_an_existing_object(cluster, unique_name):
         wait_until(lambda: holds(a, name, body), 20, what=f"{a.name} to prefetch after POST ?sync")
     assert requests.post(f"{cluster[0].url}/no-such-object?sync").status_code == 404
     assert requests.post(f"{cluster[0].url}/{name}?sync&tag=x").status_code == 400
+
+
+def test_sync_filters_are_checked_like_consul_checks_them(cluster, unique_name):
+    n1 = cluster[0]
+    name = unique_name()
+    assert n1.put(name + "?sync&tag=x", b"x").status_code == 400
+    assert n1.put(name + "?sync&node=(unclosed", b"x").status_code == 400
+    assert n1.get(name).status_code == 404, "a refused sync stores nothing"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
+import re
 
 from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable
 from werkzeug.http import parse_range_header
@@ -37,6 +37,14 @@ from .node import Node, UploadError, sync_spec
 from .watch_input import BadInput, parse_watch_body
 
 log = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """A request we answer with `status` and a plain-text explanation."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
 
 
 def text(body: str, status: int, **headers) -> Response:
@@ -61,6 +69,8 @@ class TuggleApp:
         except ConsulUnavailable as exc:
             log.error("%s %s: %s", request.method, request.path, exc)
             response = text(str(exc), 503)
+        except Refused as exc:
+            response = text(str(exc), exc.status)
         return response(environ, start_response)
 
     # -- routing --------------------------------------------------------------
@@ -107,14 +117,9 @@ class TuggleApp:
         ctype = req.headers.get("Content-Type") or DEFAULT_CONTENT_TYPE
         length = req.content_length
         stream = req.environ["wsgi.input"]
-        sync = None
-        if "sync" in req.args:
-            filters = self.sync_filters(req)
-            if filters["tag"] and not filters["service"]:
-                return text("a tag filter needs a service filter too (as in Consul events)", 400)
-            sync = sync_spec(**filters)
+        sync = self.sync_filters(req) if "sync" in req.args else None
         try:
-            meta = self.node.upload(name, stream, length, ctype, sync)
+            meta = self.node.upload(name, stream, length, ctype, sync and sync_spec(**sync))
         except UploadError as exc:
             return text(str(exc), exc.status)
         resp = text(f"stored {name}: {meta.size} bytes, sha256 {meta.sha256}", 201)
@@ -124,13 +129,19 @@ class TuggleApp:
 
     @staticmethod
     def sync_filters(req: Request) -> dict:
-        return {k: req.args.get(k, "") for k in ("node", "service", "tag")}
+        """?sync's node/service/tag regexes, with Consul's own rules for event filters."""
+        filters = {k: req.args.get(k, "") for k in ("node", "service", "tag")}
+        if filters["tag"] and not filters["service"]:
+            raise Refused("a tag filter needs a service filter too (as in Consul events)", 400)
+        for key, pattern in filters.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise Refused(f"?{key}={pattern!r} is not a valid regular expression: {exc}", 400) from None
+        return filters
 
     def resync(self, req: Request, name: str) -> Response:
-        filters = self.sync_filters(req)
-        if filters["tag"] and not filters["service"]:
-            return text("a tag filter needs a service filter too (as in Consul events)", 400)
-        meta = self.node.sync(name, **filters)
+        meta = self.node.sync(name, **self.sync_filters(req))
         return text(f"sync of {name} requested", 202) if meta else text(f"{name} not found", 404)
 
     # -- reads ----------------------------------------------------------------

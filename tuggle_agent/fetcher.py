@@ -23,6 +23,7 @@ from typing import Callable
 import requests
 import urllib3
 
+from . import metrics
 from .config import Config
 from .consul.client import ConsulUnavailable
 from .consul.health import Holder, HolderFinder
@@ -31,7 +32,6 @@ from .consul.relay import RelayRegistry
 from .consul.semaphore import Semaphore
 from .consul.session import RenewedSession
 from .download import Download, DownloadFailed
-from . import metrics
 from .hooks import hook_env, run_hooks
 from .metadata import ObjectMeta, PieceList, PieceMismatch, Verifier
 from .progress import Progress

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .consul.client import consul_errors, make_client
 from .cliopts import load_from_flags
+from .consul.client import consul_errors, make_client
 from .watches import HANDLERS, install
 
 

@@ -5,9 +5,9 @@ prefetch, reconcile)."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
-import hashlib
 import re
 import threading
 import time

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tuggle_agent.devconsul.codec import Fields, format_duration, go_json, parse_bool, parse_duration, uuid_to_uint64
+from tuggle_agent.devconsul.codec import (
+    Fields,
+    format_duration,
+    go_json,
+    parse_bool,
+    parse_duration,
+    uuid_to_uint64,
+)
 
 
 def test_go_json_escapes_html_and_line_separators_but_not_unicode():

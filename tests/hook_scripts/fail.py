@@ -1,3 +1,4 @@
 import sys
+
 print("post hook failing on purpose")
 sys.exit(3)

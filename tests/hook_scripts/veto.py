@@ -1,3 +1,4 @@
 import sys
+
 print("disk is full (test veto)")
 sys.exit(1)

@@ -14,7 +14,13 @@ from .coordinate import sort_near
 from .filter import apply_filter
 from .request import DATACENTER, HTTPError, Request, Response, Routes
 from .state import Interest, Store, Txn
-from .structs import catalog_service, health_check, node_service, parse_check, parse_service
+from .structs import (
+    catalog_service,
+    health_check,
+    node_service,
+    parse_check,
+    parse_service,
+)
 
 if TYPE_CHECKING:
     from .session import Sessions

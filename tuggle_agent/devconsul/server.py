@@ -78,7 +78,17 @@ class Router:
 
 
 def default_router() -> Router:
-    from . import agent_endpoint, catalog, coordinate, event, health, kv, session, status, ui
+    from . import (
+        agent_endpoint,
+        catalog,
+        coordinate,
+        event,
+        health,
+        kv,
+        session,
+        status,
+        ui,
+    )
 
     modules = (agent_endpoint, catalog, coordinate, event, health, kv, session, status, ui)
     return Router([route for module in modules for route in module.routes.table])
