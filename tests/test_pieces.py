@@ -6,14 +6,8 @@ import os
 
 import pytest
 
-from tuggle_agent.metadata import (
-    Digester,
-    ObjectMeta,
-    PieceList,
-    PieceMismatch,
-    Verifier,
-    piece_size_for,
-)
+from tuggle_agent.metadata import ObjectMeta, PieceList, piece_size_for
+from tuggle_agent.verify import Digester, PieceMismatch, Verifier
 
 
 def make(body: bytes, piece: int):

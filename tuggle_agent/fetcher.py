@@ -33,10 +33,11 @@ from .consul.semaphore import Semaphore
 from .consul.session import RenewedSession
 from .download import Download, DownloadFailed
 from .hooks import hook_env, run_hooks
-from .metadata import ObjectMeta, PieceList, PieceMismatch, Verifier
+from .metadata import ObjectMeta, PieceList
 from .progress import Progress
 from .ratelimit import TokenBucket
 from .store import LocalStore
+from .verify import PieceMismatch, Verifier
 
 log = logging.getLogger(__name__)
 

@@ -27,12 +27,13 @@ from .download import Download
 from .eventpayload import parse
 from .fetcher import FetchContext, Fetcher
 from .hooks import hook_env, run_hooks
-from .metadata import Digester, ObjectMeta, PieceList, SyncSpec, piece_size_for
+from .metadata import ObjectMeta, PieceList, SyncSpec, piece_size_for
 from .names import check_name
 from .names import object_id as object_id_of
 from .progress import Progress
 from .ratelimit import TokenBucket
 from .store import LocalStore
+from .verify import Digester
 from .watch_input import HandledEvents
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,117 @@
+"""Hashing bytes in order: digests for an upload, and piece-by-piece checks for a fetch."""
+
+from __future__ import annotations
+
+import hashlib
+
+from .metadata import ObjectMeta, PieceList
+
+
+class Digester:
+    """Feeds bytes in order; yields the whole-object SHA-256 and per-piece digests."""
+
+    def __init__(self, piece_size: int):
+        self.piece_size = piece_size
+        self.whole = hashlib.sha256()
+        self.piece = hashlib.sha256()
+        self.piece_fill = 0
+        self.size = 0
+        self.digests: list[str] = []
+
+    def update(self, data: bytes | memoryview) -> list[str]:
+        """Returns the digests of the pieces this call completed."""
+        self.whole.update(data)
+        self.size += len(data)
+        done = []
+        view = memoryview(data)
+        while view:
+            take = min(len(view), self.piece_size - self.piece_fill)
+            self.piece.update(view[:take])
+            self.piece_fill += take
+            view = view[take:]
+            if self.piece_fill == self.piece_size:
+                done.append(self._close_piece())
+        return done
+
+    def _close_piece(self) -> str:
+        d = self.piece.hexdigest()
+        self.digests.append(d)
+        self.piece = hashlib.sha256()
+        self.piece_fill = 0
+        return d
+
+    def finish(self) -> tuple[str, list[str]]:
+        """Close the short last piece (or the only piece of an empty object)."""
+        if self.piece_fill or self.size == 0:
+            self._close_piece()
+        return self.whole.hexdigest(), self.digests
+
+
+class PieceMismatch(ValueError):
+    pass
+
+
+class Verifier:
+    """Checks bytes arriving in order against the expected digests.
+
+    `verified` counts bytes a reader may see: whole pieces that matched, and the
+    last piece only once the whole-object SHA-256 matched as well.
+    """
+
+    def __init__(self, meta: ObjectMeta, pieces: PieceList):
+        if pieces.piece_size != meta.piece_size:
+            raise PieceMismatch(f"{meta.name}: the piece list does not belong to this version")
+        self.meta = meta
+        self.pieces = pieces
+        self.digester = Digester(pieces.piece_size)
+        self.verified = 0
+
+    @property
+    def received(self) -> int:
+        return self.digester.size
+
+    @property
+    def complete(self) -> bool:
+        return self.verified == self.meta.size and self.received == self.meta.size
+
+    def feed(self, data: bytes) -> None:
+        if self.received + len(data) > self.meta.size:
+            raise PieceMismatch(f"more than the {self.meta.size} bytes of {self.meta.name}")
+        first = len(self.digester.digests)
+        for i, digest in enumerate(self.digester.update(data), first):
+            self._check(i, digest)
+        if self.received == self.meta.size:
+            self._finish()
+
+    def _finish(self) -> None:
+        closing = len(self.digester.digests)
+        whole, digests = self.digester.finish()
+        for i in range(closing, len(digests)):
+            self._check(i, digests[i])
+        if whole != self.meta.sha256:
+            raise PieceMismatch(f"whole-object SHA-256 of {self.meta.name} is {whole}, metadata says {self.meta.sha256}")
+        self.verified = self.meta.size
+
+    def _check(self, index: int, digest: str) -> None:
+        if index >= len(self.pieces.digests) or digest != self.pieces.digests[index]:
+            raise PieceMismatch(f"piece {index} of {self.meta.name} failed SHA-256 verification")
+        end = min((index + 1) * self.pieces.piece_size, self.meta.size)
+        if end < self.meta.size:
+            self.verified = end
+
+    def finish_empty(self) -> None:
+        if self.meta.size == 0 and not self.complete:
+            self._finish()
+
+    def rewind(self, f) -> None:
+        """Forget bytes past `verified` (a bad or broken source) and re-hash the good prefix."""
+        keep = self.verified
+        self.digester = Digester(self.pieces.piece_size)
+        f.seek(0)
+        left = keep
+        while left:
+            block = f.read(min(left, 1 << 20))
+            self.digester.update(block)
+            left -= len(block)
+        f.truncate(keep)
+        f.seek(keep)
