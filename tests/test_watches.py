@@ -22,7 +22,8 @@ def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("watches")
     py = sys.executable
     hooks = {
-        "pre_download": [{"command": [py, str(HOOK / "veto.py")], "match": "veto-*", "timeout": "10s"}],
+        "pre_download": [{"command": [py, str(HOOK / "veto.py")], "match": "veto-*", "timeout": "10s"},
+                         {"command": [py, str(HOOK / "flaky.py"), str(work)], "match": "flaky-*", "timeout": "10s"}],
         "post_download": [{"command": [py, str(HOOK / "record_env.py"), str(work / "hook-env.jsonl")], "timeout": "10s"},
                           {"command": [py, str(HOOK / "fail.py")], "match": "postfail-*", "timeout": "10s"}],
         "post_delete": [{"command": [py, str(HOOK / "record_env.py"), str(work / "hook-delete.jsonl")], "timeout": "10s"}],
@@ -233,3 +234,11 @@ def test_sync_filters_are_checked_like_consul_checks_them(cluster, unique_name):
     assert n1.put(name + "?sync&tag=x", b"x").status_code == 400
     assert n1.put(name + "?sync&node=(unclosed", b"x").status_code == 400
     assert n1.get(name).status_code == 404, "a refused sync stores nothing"
+
+
+def test_a_failed_sync_prefetch_is_retried_without_any_new_change(cluster, unique_name):
+    name = "flaky-" + unique_name()
+    body = os.urandom(20_000)
+    assert cluster[0].put(name + "?sync", body).status_code == 201
+    wait_until(lambda: holds(cluster[1], name, body), 30, what="node2 to retry and prefetch")
+    assert "will retry the sync of " + name in cluster[1].log()

@@ -78,6 +78,12 @@ class LocalCluster:
                 if time.monotonic() > deadline:
                     raise click.ClickException(f"node{i} did not answer {url} within 60s")
                 time.sleep(0.1)
+        # Ready means usable: every node's health check passes, so it can be a source.
+        consul = self.dev.consul("node1")
+        while len(consul.health.service("tuggle", passing=True)[1]) < self.nodes:
+            if time.monotonic() > deadline:
+                raise click.ClickException("not every node's health check passed within 60s; see the agent logs")
+            time.sleep(0.1)
         # Wire the watches in last, as an operator would once the agent runs, so their
         # first firing finds `serve` up.
         for i in range(1, self.nodes + 1):

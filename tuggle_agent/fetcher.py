@@ -65,6 +65,7 @@ class FetchContext:
     semaphore: Callable[[str, RenewedSession], Semaphore]
     relay: RelayRegistry
     on_complete: Callable[[ObjectMeta, str], None]  # tag as holder, record edge, ...
+    on_failure: Callable[[ObjectMeta, DownloadFailed], None]
 
 
 class Fetcher:
@@ -134,6 +135,7 @@ class Fetcher:
             log.error("fetch of %s failed: %s", meta.name, failure)
             metrics.FETCHES.labels(str(failure.status)).inc()
             d.finish(failure)
+            self.ctx.on_failure(meta, failure)
         finally:
             if d.relay is not None:
                 d.relay.withdraw()  # after the holder tag: peers always find us one way or the other

@@ -23,7 +23,7 @@ from .consul.kv import ObjectsKV
 from .consul.relay import RelayRegistry
 from .consul.semaphore import Semaphore
 from .consul.session import RenewedSession
-from .download import Download
+from .download import Download, DownloadFailed
 from .eventpayload import parse
 from .fetcher import FetchContext, Fetcher
 from .hooks import hook_env, run_hooks
@@ -63,6 +63,7 @@ class Node:
         self.fetcher: Fetcher | None = None
         self.serve_bucket = TokenBucket(config.serve_rate)
         self._verified_at: dict[str, float] = {}
+        self._sync_retries: dict[str, int] = {}  # version -> failed sync prefetches
 
     # -- start-up -------------------------------------------------------------
     def start(self) -> None:
@@ -78,7 +79,7 @@ class Node:
             semaphore=lambda source, session: Semaphore(self.client, f"{self.cfg.namespace}.lock/{source}",
                                                         self.cfg.source_limit, session),
             relay=RelayRegistry(self.client, self.cfg.namespace),
-            on_complete=self._fetched))
+            on_complete=self._fetched, on_failure=self._fetch_failed))
         self.reconcile(register=True)
 
     def _wait_for_consul(self, timeout: float) -> str:
@@ -297,6 +298,7 @@ class Node:
         return meta
 
     def _fetched(self, meta: ObjectMeta, source: str) -> None:
+        self._sync_retries.pop(meta.version, None)
         hooks = self.cfg.hooks["post_download"]
         if hooks:
             path = self.store.path(meta.name)
@@ -355,6 +357,25 @@ class Node:
                                  "verified": d.verified, "source": d.source})
         return {"node": self.name, "fetch_only": self.cfg.fetch_only, "relay": self.cfg.relay,
                 "served_to_peers": int(metrics.REGISTRY.get_sample_value("tuggle_served_to_peers_bytes_total") or 0), "objects": local, "fetching": fetching}
+
+    def _fetch_failed(self, meta: ObjectMeta, failure: DownloadFailed) -> None:
+        """A sync prefetch must not give up on a transient failure (no passing holder
+        yet, every source busy or gone): reconcile again later, backing off to a minute."""
+        if meta.sync is None or failure.status not in (404, 502, 503, 504, 507):
+            return
+        tries = self._sync_retries.get(meta.version, 0) + 1
+        self._sync_retries[meta.version] = tries
+        delay = min(60.0, 2.0 ** tries)
+        log.info("will retry the sync of %s in %.0fs (attempt %d failed: %s)", meta.name, delay, tries, failure)
+        timer = threading.Timer(delay, self._retry_sync)
+        timer.daemon = True
+        timer.start()
+
+    def _retry_sync(self) -> None:
+        try:
+            self.reconcile()
+        except ConsulUnavailable as exc:
+            log.warning("retrying sync: %s", exc)
 
     def close(self) -> None:
         try:

@@ -6,7 +6,6 @@ import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,33 +13,12 @@ from pathlib import Path
 import requests
 from click.testing import CliRunner
 
+from tests.cluster import free_port_range  # noqa: E402
 from tuggle_agent.devconsul.cli import devconsul_command
 
 from .helpers import wait_until
 
 BIN = Path(sys.executable).parent / "tuggle-agent"
-
-
-def _free_ports(count: int) -> int:
-    """A base port with `count` free ports after it (checked, then released)."""
-    for _ in range(50):
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        base = probe.getsockname()[1]
-        probe.close()
-        socks = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                s.bind(("127.0.0.1", port))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free ports")
 
 
 def _readline(proc: subprocess.Popen, timeout: float) -> str:
@@ -55,7 +33,7 @@ def test_runs_reloads_on_sighup_and_stops_on_sigterm(tmp_path):
     handler = f'cat >> "{out}/log"'
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "w.json").write_text(json.dumps({"watches": [{"type": "key", "key": "k", "handler": handler}]}))
-    port = _free_ports(2)
+    port = free_port_range(2)
     proc = subprocess.Popen(
         [str(BIN), "devconsul", "--nodes", "2", "--http-port", str(port), "--fast",
          "--config-dir", str(tmp_path / "cfg"), "--log-level", "warn"],
@@ -84,7 +62,7 @@ def test_runs_reloads_on_sighup_and_stops_on_sigterm(tmp_path):
 def test_config_error_exits_with_message(tmp_path):
     (tmp_path / "bad.json").write_text('{"watches": [{"type": "keyprefix", "args": ["x"]}]}')
     result = CliRunner().invoke(
-        devconsul_command, ["--nodes", "1", "--http-port", str(_free_ports(1)), "--config-dir", str(tmp_path)]
+        devconsul_command, ["--nodes", "1", "--http-port", str(free_port_range(1)), "--config-dir", str(tmp_path)]
     )
     assert result.exit_code == 1
     assert "Must specify a single prefix to watch" in result.output and "bad.json" in result.output
