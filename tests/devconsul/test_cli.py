@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 from click.testing import CliRunner
 
-from tests.cluster import free_port_range  # noqa: E402
+from tests.cluster import free_port_range
 from tuggle_agent.devconsul.cli import devconsul_command
 
 from .helpers import wait_until
