@@ -136,13 +136,14 @@ class Node:
         return {"kept": len(kept), "dropped": dropped, "prefetching": started}
 
     def sync_applies(self, sync: SyncSpec) -> bool:
-        """The same node/service/tag regex rules Consul applies to filtered events."""
-        if sync.node and not re.match(sync.node, self.name):
+        """The same node/service/tag rules Consul applies to filtered events: Go's
+        regexp.MatchString, which matches anywhere in the string (re.search, not re.match)."""
+        if sync.node and not re.search(sync.node, self.name):
             return False
         if sync.service:
-            if not re.match(sync.service, self.cfg.namespace):
+            if not re.search(sync.service, self.cfg.namespace):
                 return False
-            if sync.tag and not any(re.match(sync.tag, t) for t in self.service.tags):
+            if sync.tag and not any(re.search(sync.tag, t) for t in self.service.tags):
                 return False
         return True
 
