@@ -4,9 +4,9 @@ graph stays acyclic; dying relays are routed around; rate limits hold both ways.
 import hashlib
 import os
 import signal
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -22,6 +22,17 @@ def edges(agent, name):
     return {tuple(p.strip().strip('"') for p in line.split("[")[0].split("->")) for line in dot.splitlines() if "->" in line}
 
 
+@contextmanager
+def fetching_in_background(agent, name, verified: int = 0):
+    """`agent` GETs `name` in the background; yields (the future) once its fetch runs
+    and has verified at least `verified` bytes."""
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(agent.get, name, timeout=90)
+        wait_until(lambda: (f := agent.fetching(name)) and f[0]["verified"] >= verified, 20,
+                   what=f"{agent.name} fetching {name}")
+        yield future
+
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     # node2 downloads slowly, so it is a partial holder for a while.
@@ -35,18 +46,15 @@ def test_partial_holder_serves_a_peer_before_its_copy_completes(chain, unique_na
     name = unique_name()
     body = os.urandom(8 * MiB)
     n1.put(name, body)
-    t = threading.Thread(target=n2.get, args=(name,))
-    t.start()
-    wait_until(lambda: (f := n2.fetching(name)) and f[0]["verified"] >= MiB, 20, what="node2 to verify 1 MiB")
-    r = requests.get(f"{n2.url}/{name}", headers={INTERNAL_HEADER: "test", "Range": "bytes=0-524287"}, timeout=10)
-    assert r.status_code == 206 and r.content == body[:524288]
-    assert n2.fetching(name), "node2 served a peer while its own fetch was still running"
-    assert "node2" not in chain.holders(name) and not n2.local_file(name).exists(), \
-        "a partial holder must not look like a complete one"
-    # node1's only relay slot is node2's: node3 joins the chain behind node2 and keeps pace with it
-    r3 = n3.get(name)
-    assert r3.content == body
-    t.join(30)
+    with fetching_in_background(n2, name, verified=MiB):
+        r = requests.get(f"{n2.url}/{name}", headers={INTERNAL_HEADER: "test", "Range": "bytes=0-524287"}, timeout=10)
+        assert r.status_code == 206 and r.content == body[:524288]
+        assert n2.fetching(name), "node2 served a peer while its own fetch was still running"
+        assert "node2" not in chain.holders(name) and not n2.local_file(name).exists(), \
+            "a partial holder must not look like a complete one"
+        # node1's only relay slot is node2's: node3 joins the chain behind node2 and keeps pace with it
+        r3 = n3.get(name)
+        assert r3.content == body
     assert ("node2", "node3") in edges(n1, name) and ("node1", "node2") in edges(n1, name)
 
 
@@ -55,13 +63,10 @@ def test_peer_reads_of_a_partial_holder_never_run_ahead_of_verification(chain, u
     name = unique_name()
     body = os.urandom(6 * MiB)
     n1.put(name, body)
-    t = threading.Thread(target=n2.get, args=(name,))
-    t.start()
-    wait_until(lambda: n2.fetching(name), 20, what="node2 fetching")
-    # ask for everything at once: the answer trickles in as node2 verifies, and is exact
-    r = requests.get(f"{n2.url}/{name}", headers={INTERNAL_HEADER: "test"}, timeout=30)
-    assert r.status_code == 200 and hashlib.sha256(r.content).digest() == hashlib.sha256(body).digest()
-    t.join(30)
+    with fetching_in_background(n2, name):
+        # ask for everything at once: the answer trickles in as node2 verifies, and is exact
+        r = requests.get(f"{n2.url}/{name}", headers={INTERNAL_HEADER: "test"}, timeout=30)
+        assert r.status_code == 200 and hashlib.sha256(r.content).digest() == hashlib.sha256(body).digest()
 
 
 def test_killed_relay_is_routed_around_and_the_copy_verifies(chain, unique_name):
@@ -69,14 +74,8 @@ def test_killed_relay_is_routed_around_and_the_copy_verifies(chain, unique_name)
     name = unique_name()
     body = os.urandom(12 * MiB)
     n1.put(name, body)
-    def doomed_get():  # its node is killed under it
-        try:
-            n2.get(name)
-        except requests.exceptions.RequestException:
-            pass
-    threading.Thread(target=doomed_get, daemon=True).start()
-    wait_until(lambda: n2.fetching(name), 20, what="node2 fetching")
-    with ThreadPoolExecutor() as pool:
+    # node2's own GET breaks when node2 is killed; its future's error is never read
+    with fetching_in_background(n2, name), ThreadPoolExecutor() as pool:
         got = pool.submit(n3.get, name, timeout=90)
         wait_until(lambda: (f := n3.fetching(name)) and f[0]["source"] == "node2" and f[0]["verified"] > MiB, 20,
                    what="node3 relaying from node2")
@@ -162,9 +161,7 @@ def test_stalled_relay_is_dropped_after_stall_timeout(chain, unique_name):
     name = unique_name()
     body = os.urandom(12 * MiB)
     n1.put(name, body)
-    with ThreadPoolExecutor() as pool:
-        pool.submit(n2.get, name, timeout=90)
-        wait_until(lambda: n2.fetching(name), 20, what="node2 fetching")
+    with fetching_in_background(n2, name), ThreadPoolExecutor() as pool:
         got = pool.submit(n3.get, name, timeout=90)
         wait_until(lambda: (f := n3.fetching(name)) and f[0]["source"] == "node2" and f[0]["verified"] > MiB, 20,
                    what="node3 relaying from node2")

@@ -210,6 +210,11 @@ class Config:
     source: str | None = None  # the YAML file it came from, for handlers that re-read it
 
     @property
+    def local_host(self) -> str:
+        """Where processes on this host reach our HTTP API (a wildcard bind means loopback)."""
+        return "127.0.0.1" if self.bind in ("0.0.0.0", "::", "") else self.bind
+
+    @property
     def pipelined(self) -> bool:
         return self.relay == "pipelined"
 

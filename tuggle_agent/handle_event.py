@@ -24,7 +24,7 @@ log = logging.getLogger("tuggle_agent.handle_event")
 
 
 def forward(cfg, body: bytes) -> str:
-    host = "127.0.0.1" if cfg.bind in ("0.0.0.0", "::", "") else cfg.bind
+    host = cfg.local_host
     conn = http.client.HTTPConnection(host, cfg.port, timeout=10)
     try:
         conn.request("POST", "/_tuggle/watch", body=body, headers={"Content-Type": "application/json"})

@@ -73,5 +73,8 @@ def _run(kind: str, hook: Hook, env: dict[str, str], cwd: Path | None) -> HookRe
         result = HookResult(hook, proc.returncode, proc.stdout.decode(errors="replace"))
     for line in result.output.splitlines():
         log.info("%s hook %s: %s", kind, cmd[0], line)
-    (log.info if result.ok else log.warning)("%s %s", kind, result.describe() if not result.ok else f"hook `{' '.join(cmd)}` ok")
+    if result.ok:
+        log.info("%s hook `%s` ok", kind, " ".join(cmd))
+    else:
+        log.warning("%s %s", kind, result.describe())
     return result

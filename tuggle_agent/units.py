@@ -22,14 +22,22 @@ _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 
 
+def _plain_number(value, expected: str) -> int | float | None:
+    """A YAML number as is (None for text); booleans and negatives are refused."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected {expected}, got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"expected {expected}, not a negative number: {value!r}")
+        return value
+    return None
+
+
 def parse_size(text: str | int | float) -> int:
     """`"50MB"` -> 50_000_000, `"1.5GiB"` -> 1610612736; bare numbers are bytes."""
-    if isinstance(text, bool):
-        raise ValueError(f"expected a size such as 50MB or 1.5GiB, got {text!r}")
-    if isinstance(text, (int, float)):
-        if text < 0:
-            raise ValueError(f"size must not be negative, got {text!r}")
-        return int(text)
+    number = _plain_number(text, "a size such as 50MB or 1.5GiB")
+    if number is not None:
+        return int(number)
     m = _SIZE_RE.match(str(text))
     unit = m.group(2).lower() if m else None
     if not m or unit not in _SIZE_UNITS:
@@ -55,12 +63,9 @@ def parse_rate(text: str | int | float | None) -> int | None:
 
 def parse_duration(text: str | int | float) -> float:
     """Go-style duration to seconds: `"10m"` -> 600.0; bare numbers are seconds."""
-    if isinstance(text, bool):
-        raise ValueError(f"expected a duration such as 30s or 10m, got {text!r}")
-    if isinstance(text, (int, float)):
-        if text < 0:
-            raise ValueError(f"duration must not be negative, got {text!r}")
-        return float(text)
+    number = _plain_number(text, "a duration such as 30s or 10m")
+    if number is not None:
+        return float(number)
     s = str(text).strip()
     if re.fullmatch(r"[0-9]+(\.[0-9]+)?", s):
         return float(s)

@@ -41,9 +41,8 @@ def render(cfg: Config, config_path: str | os.PathLike, executable: str | None =
     """script: Consul runs `tuggle-agent handle-event` (a process per firing);
     http: Consul POSTs the same JSON straight to the node's /_tuggle/watch."""
     if handler == "http":
-        host = "127.0.0.1" if cfg.bind in ("0.0.0.0", "::", "") else cfg.bind
         how = {"handler_type": "http", "http_handler_config": {
-            "path": f"http://{host}:{cfg.port}/_tuggle/watch", "method": "POST", "timeout": "10s"}}
+            "path": f"http://{cfg.local_host}:{cfg.port}/_tuggle/watch", "method": "POST", "timeout": "10s"}}
     else:
         how = {"handler_type": "script", "args": [executable or agent_executable(), "handle-event",
                                                   "--config", str(Path(config_path).absolute())]}

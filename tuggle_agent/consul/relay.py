@@ -56,7 +56,3 @@ class RelayRegistry:
             index, entries = self.c.kv.get(self.prefix(name, version), recurse=True, index=index, wait=wait)
         live = [e for e in entries or [] if e.get("Session") and (not rank or int(e["CreateIndex"]) < rank)]
         return index, [e["Key"].rsplit("/", 1)[1] for e in sorted(live, key=lambda e: int(e["CreateIndex"]))]
-
-    def clear(self, name: str) -> None:
-        with consul_errors(self.c, f"clearing partial holders of {name}"):
-            self.c.kv.delete(f"{self.ns}.relay/{name}/", recurse=True)
