@@ -209,7 +209,7 @@ class TuggleCluster:
         return any(e["Node"]["Node"] == node for e in entries)
 
     def holders(self, name: str) -> set[str]:
-        from tuggle_agent.names import object_id
+        from tuggle_agent.objects.names import object_id
         _, entries = self.consul().health.service("tuggle", tag=object_id(name))
         return {e["Node"]["Node"] for e in entries}
 

@@ -8,7 +8,7 @@ import time
 import requests
 
 from tests.cluster import wait_until
-from tuggle_agent.names import object_id
+from tuggle_agent.objects.names import object_id
 
 
 def test_readme_scenario(cluster3, unique_name):

@@ -4,8 +4,8 @@ import os
 import subprocess
 
 from tests.cluster import VENV_BIN
-from tuggle_agent.eventpayload import parse, payload
-from tuggle_agent.names import object_id
+from tuggle_agent.objects.events import parse, payload
+from tuggle_agent.objects.names import object_id
 
 AGENT = os.path.join(VENV_BIN, "tuggle-agent")
 

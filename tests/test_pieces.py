@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from tuggle_agent.metadata import ObjectMeta, PieceList, piece_size_for
-from tuggle_agent.verify import Digester, PieceMismatch, Verifier
+from tuggle_agent.objects.metadata import ObjectMeta, PieceList, piece_size_for
+from tuggle_agent.objects.verify import Digester, PieceMismatch, Verifier
 
 
 def make(body: bytes, piece: int):

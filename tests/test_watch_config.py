@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from tuggle_agent.cli import main
 from tuggle_agent.config import load_config
-from tuggle_agent.watches import render
+from tuggle_agent.watches.consul_config import render
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = {"type", "datacenter", "token", "handler_type", "args", "handler", "http_handler_config"}

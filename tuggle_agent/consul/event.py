@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import consul
 
-from ..eventpayload import payload
+from ..objects.events import payload
 from .client import consul_errors
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import consul
 
-from ..metadata import ObjectMeta, PieceList
+from ..objects.metadata import ObjectMeta, PieceList
 from .client import consul_errors
 
 

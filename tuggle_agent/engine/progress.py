@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from .units import format_bytes, format_duration
+from ..units import format_bytes, format_duration
 
 
 class Progress:

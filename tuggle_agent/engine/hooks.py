@@ -13,8 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Hook
-from .metadata import ObjectMeta
+from ..config import Hook
+from ..objects.metadata import ObjectMeta
 
 log = logging.getLogger(__name__)
 

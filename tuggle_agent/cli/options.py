@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .config import ConfigError, load_config
+from ..config import ConfigError, load_config
 
 
 def setup_logging(level: str) -> None:

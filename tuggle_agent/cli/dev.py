@@ -19,7 +19,7 @@ import click
 import requests
 import yaml
 
-from .devconsul import DevCluster, Timings
+from ..devconsul import DevCluster, Timings
 
 
 def _agent_bin() -> str:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .config import Config
+from ..config import Config
 
 FILE_NAME = "tuggle-agent-watches.json"
 

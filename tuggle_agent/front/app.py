@@ -26,15 +26,15 @@ from werkzeug.http import parse_range_header
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
-from . import metrics
-from .consul.client import ConsulUnavailable
-from .download import DownloadFailed
-from .fetcher import INTERNAL_HEADER
+from .. import metrics
+from ..consul.client import ConsulUnavailable
+from ..engine.download import DownloadFailed
+from ..engine.fetcher import INTERNAL_HEADER
 from .graph import FORMATS, DotMissing, render, to_dot
-from .metadata import DEFAULT_CONTENT_TYPE, ObjectMeta
-from .names import BadName, check_name
-from .node import Node, UploadError, sync_spec
-from .watch_input import BadInput, parse_watch_body
+from ..objects.metadata import DEFAULT_CONTENT_TYPE, ObjectMeta
+from ..objects.names import BadName, check_name
+from ..engine.node import Node, UploadError, sync_spec
+from ..watches.input import BadInput, parse_watch_body
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from .metadata import ObjectMeta
+from ..objects.metadata import ObjectMeta
 
 
 class DownloadFailed(RuntimeError):

@@ -20,8 +20,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .metadata import ObjectMeta
-from .names import check_name, is_valid_name
+from ..objects.metadata import ObjectMeta
+from ..objects.names import check_name, is_valid_name
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .cliopts import load_from_flags
-from .consul.client import consul_errors, make_client
-from .watches import HANDLERS, install
+from .options import load_from_flags
+from ..consul.client import consul_errors, make_client
+from ..watches.consul_config import HANDLERS, install
 
 
 @click.command("install-watches")

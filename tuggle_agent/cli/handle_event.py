@@ -17,10 +17,10 @@ from pathlib import Path
 
 import click
 
-from .cliopts import load_from_flags, setup_logging
-from .watch_input import BadInput, parse_watch_body
+from .options import load_from_flags, setup_logging
+from ..watches.input import BadInput, parse_watch_body
 
-log = logging.getLogger("tuggle_agent.handle_event")
+log = logging.getLogger("tuggle_agent.cli.handle_event")
 
 
 def forward(cfg, body: bytes) -> str:

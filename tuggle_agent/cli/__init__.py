@@ -11,14 +11,14 @@ import importlib
 
 import click
 
-from . import __version__
+from .. import __version__
 
 COMMANDS = {
-    "serve": "tuggle_agent.serve:serve_command",
-    "dev": "tuggle_agent.devcluster:dev_command",
+    "serve": "tuggle_agent.cli.serve:serve_command",
+    "dev": "tuggle_agent.cli.dev:dev_command",
     "devconsul": "tuggle_agent.devconsul.cli:devconsul_command",
-    "handle-event": "tuggle_agent.handle_event:handle_event_command",
-    "install-watches": "tuggle_agent.install_watches:install_watches_command",
+    "handle-event": "tuggle_agent.cli.handle_event:handle_event_command",
+    "install-watches": "tuggle_agent.cli.install_watches:install_watches_command",
 }
 
 

@@ -23,21 +23,21 @@ from typing import Callable
 import requests
 import urllib3
 
-from . import metrics
-from .config import Config
-from .consul.client import ConsulUnavailable
-from .consul.health import Holder, HolderFinder
-from .consul.kv import Edge, ObjectsKV
-from .consul.relay import RelayRegistry
-from .consul.semaphore import Semaphore
-from .consul.session import RenewedSession
+from .. import metrics
+from ..config import Config
+from ..consul.client import ConsulUnavailable
+from ..consul.health import Holder, HolderFinder
+from ..consul.kv import Edge, ObjectsKV
+from ..consul.relay import RelayRegistry
+from ..consul.semaphore import Semaphore
+from ..consul.session import RenewedSession
 from .download import Download, DownloadFailed
 from .hooks import hook_env, run_hooks
-from .metadata import ObjectMeta, PieceList
+from ..objects.metadata import ObjectMeta, PieceList
 from .progress import Progress
 from .ratelimit import TokenBucket
 from .store import LocalStore
-from .verify import PieceMismatch, Verifier
+from ..objects.verify import PieceMismatch, Verifier
 
 log = logging.getLogger(__name__)
 

@@ -13,28 +13,28 @@ import threading
 import time
 from typing import BinaryIO
 
-from . import metrics
-from .config import Config
-from .consul.agent import HolderService
-from .consul.client import ConsulUnavailable, make_client
-from .consul.event import fire
-from .consul.health import HolderFinder
-from .consul.kv import ObjectsKV
-from .consul.relay import RelayRegistry
-from .consul.semaphore import Semaphore
-from .consul.session import RenewedSession
+from .. import metrics
+from ..config import Config
+from ..consul.agent import HolderService
+from ..consul.client import ConsulUnavailable, make_client
+from ..consul.event import fire
+from ..consul.health import HolderFinder
+from ..consul.kv import ObjectsKV
+from ..consul.relay import RelayRegistry
+from ..consul.semaphore import Semaphore
+from ..consul.session import RenewedSession
 from .download import Download, DownloadFailed
-from .eventpayload import parse
+from ..objects.events import parse
 from .fetcher import FetchContext, Fetcher
 from .hooks import hook_env, run_hooks
-from .metadata import ObjectMeta, PieceList, SyncSpec, piece_size_for
-from .names import check_name
-from .names import object_id as object_id_of
+from ..objects.metadata import ObjectMeta, PieceList, SyncSpec, piece_size_for
+from ..objects.names import check_name
+from ..objects.names import object_id as object_id_of
 from .progress import Progress
 from .ratelimit import TokenBucket
 from .store import LocalStore
-from .verify import Digester
-from .watch_input import HandledEvents
+from ..objects.verify import Digester
+from ..watches.input import HandledEvents
 
 log = logging.getLogger(__name__)
 
