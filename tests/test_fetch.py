@@ -64,10 +64,13 @@ def test_corrupt_holder_is_detected_and_another_used(cluster, unique_name):
     body = os.urandom(3 * MiB)
     n1.put(name, body)
     assert n2.get(name).content == body
-    # Flip bytes in node2's copy behind the agent's back (same size, so only digests can tell).
+    # Flip bytes in node2's copy behind the agent's back: same size, inode and mtime, so
+    # node2's cheap stat guard can't tell and only the fetcher's piece digests can.
+    st = n2.local_file(name).stat()
     with open(n2.local_file(name), "r+b") as f:
         f.seek(1 * MiB)
         f.write(b"\0" * 100)
+    os.utime(n2.local_file(name), ns=(st.st_atime_ns, st.st_mtime_ns))
     # Make node2 the only candidate at first: node1 looks far away and node3 picks the nearest.
     cluster.dev.set_coordinate("node1", vec=[0.5] + [0.0] * 7)
     cluster.dev.set_coordinate("node2", vec=[0.0] * 8)
@@ -131,7 +134,9 @@ def test_restart_reconciles_local_copies_with_consul(cluster, unique_name):
     (n2.data_dir / "stray-file").write_bytes(b"no sidecar")
     n2.start()
     assert not n2.local_file(gone).exists()
-    assert not (n2.data_dir / "stray-file").exists()
+    # Not ours (no sidecar): left alone, and never served as an object.
+    assert (n2.data_dir / "stray-file").read_bytes() == b"no sidecar"
+    assert n2.get("stray-file").status_code == 404
     assert list((n2.data_dir / ".tmp").iterdir()) == []
     assert n2.local_file(keep).read_bytes() == keep.encode()
     assert "node2" in cluster.holders(keep)

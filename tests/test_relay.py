@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.cluster import TuggleCluster, wait_until
-from tuggle_agent.engine.fetcher import INTERNAL_HEADER
+from tuggle_agent.engine.peer import INTERNAL_HEADER
 
 MiB = 2**20
 

@@ -160,11 +160,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("serve_rate", parse_rate, None),
     Setting("fetch_timeout", _positive_duration, 600.0),
     Setting("stall_timeout", _positive_duration, 30.0),
+    Setting("holder_wait", _positive_duration, 30.0),
+    Setting("min_source_rate", parse_size, 4096),
     Setting("nearest", _int_range(1, 1000), 3),
     Setting("max_fetch_per_source", _int_range(1, 1000), 3),
     Setting("relay", _choice("pipelined", "store-and-forward"), "pipelined"),
     Setting("relay_fanout", _int_range(1, 1000), 1),
     Setting("verify_on_serve", _bool, True),
+    Setting("scrub_interval", parse_duration, 86400.0),
+    Setting("tombstone_ttl", _positive_duration, 30 * 86400.0),
     Setting("max_upload_size", parse_size, 64 * 2**40),
     Setting("write_allow", _networks, _networks(["127.0.0.0/8", "::1"])),
     Setting("threads", _int_range(4, 1024), 64),
@@ -193,11 +197,15 @@ class Config:
     serve_rate: int | None
     fetch_timeout: float
     stall_timeout: float
+    holder_wait: float
+    min_source_rate: int
     nearest: int
     max_fetch_per_source: int
     relay: str
     relay_fanout: int
     verify_on_serve: bool
+    scrub_interval: float
+    tombstone_ttl: float
     max_upload_size: int
     write_allow: tuple
     threads: int
@@ -228,13 +236,22 @@ class Config:
         return self.max_fetch_per_source
 
     def allows_write_from(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        if getattr(ip, "ipv4_mapped", None):
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.write_allow)
+        ip = _client_ip(address)
+        return ip is not None and any(ip in net for net in self.write_allow)
+
+    def is_this_host(self, address: str) -> bool:
+        """Loopback, or our own bind address (Consul's http watch handler posts from it)."""
+        ip = _client_ip(address)
+        return ip is not None and (ip.is_loopback or str(ip) == self.bind)
+
+
+def _client_ip(address: str):
+    """The client's IP (IPv4-mapped IPv6 unwrapped), or None if it is not an address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    return getattr(ip, "ipv4_mapped", None) or ip
 
 
 def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:

@@ -25,6 +25,11 @@ FETCH_SECONDS = Histogram("tuggle_fetch_seconds", "Duration of successful fetche
 SOURCE_SWITCHES = Counter("tuggle_source_switches", "Fetches resumed from another holder, by reason",
                           ["reason"], registry=REGISTRY)  # reason: broken | corrupt
 ACTIVE_FETCHES = Gauge("tuggle_active_fetches", "Fetches in progress", registry=REGISTRY)
+ORPHANS = Gauge("tuggle_orphans", "Local copies kept unadvertised: Consul KV has no such object and no tombstone",
+                registry=REGISTRY)
+BAD_ENTRIES = Gauge("tuggle_bad_kv_entries", "Keys under the namespace prefix that are not valid metadata",
+                    registry=REGISTRY)
+CORRUPT_COPIES = Counter("tuggle_corrupt_copies", "Local copies found corrupt and removed", registry=REGISTRY)
 
 
 def exposition() -> tuple[bytes, str]:

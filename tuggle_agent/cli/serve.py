@@ -31,9 +31,8 @@ def serve_command(config_path, **flags):
     """
     cfg = load_from_flags(config_path, **flags)
     setup_logging(cfg.log_level)
-    node = Node(cfg)
     try:
-        node.start()
+        node = Node.start(cfg)
     except ConsulUnavailable as exc:
         raise click.ClickException(str(exc)) from None
     # waitress receives a whole request body before the app runs, spooling bodies over

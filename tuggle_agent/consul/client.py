@@ -8,8 +8,10 @@ from urllib.parse import urlsplit
 import consul
 import requests
 
+from ..errors import Unavailable
 
-class ConsulUnavailable(RuntimeError):
+
+class ConsulUnavailable(Unavailable):
     """Consul could not be reached or answered with an error; says what to check."""
 
 

@@ -52,15 +52,23 @@ class HolderFinder:
 
     def holders(self, tag: str, self_node: str) -> list[Holder]:
         """Passing holders of `tag` other than this node, sorted by RTT from it."""
-        return self._passing(tag, self_node)
+        return self._passing(tag, self_node)[1]
+
+    def holders_index(self, tag: str, self_node: str, index: str | None = None,
+                      wait: str | None = None) -> tuple[str | None, list[Holder]]:
+        """holders(), with the Raft index to block on: with `index`, a blocking query that
+        returns when the list changes or after `wait`."""
+        return self._passing(tag, self_node, index, wait)
 
     def peers(self, self_node: str) -> dict[str, Holder]:
         """Every passing tuggle node but this one, by node name (for partial holders)."""
-        return {h.node: h for h in self._passing(None, self_node)}
+        return {h.node: h for h in self._passing(None, self_node)[1]}
 
-    def _passing(self, tag: str | None, self_node: str) -> list[Holder]:
+    def _passing(self, tag: str | None, self_node: str, index: str | None = None,
+                 wait: str | None = None) -> tuple[str | None, list[Holder]]:
         with consul_errors(self.c, f"looking up holders of {tag or 'any object'}"):
-            _, entries = self.c.health.service(self.ns, tag=tag, passing=True, near="_agent")
+            index, entries = self.c.health.service(self.ns, tag=tag, passing=True, near="_agent",
+                                                   index=index, wait=wait)
         by_node = self._coordinates()
         mine = by_node.get(self_node)
         out = []
@@ -71,7 +79,7 @@ class HolderFinder:
             address = e["Service"].get("Address") or e["Node"]["Address"]
             out.append(Holder(node, address, int(e["Service"]["Port"]), distance(mine, by_node.get(node))))
         out.sort(key=lambda h: h.rtt)  # stable: ties keep Consul's order
-        return out
+        return index, out
 
     def _coordinates(self) -> dict[str, dict | None]:
         now = time.monotonic()

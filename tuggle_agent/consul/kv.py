@@ -1,100 +1,167 @@
-"""Object metadata, piece digests and fetch-graph edges in Consul KV.
+"""Object metadata, piece digests, tombstones and fetch-graph edges in Consul KV
+(the key layout is in keys.py).
 
-Layout (compatible with the Go tuggle, `<ns>` = namespace):
-  <ns>/<name>                      JSON metadata (tuggle's fields + sha256, version, ...)
-  <ns>.pieces/<name>/<version>     JSON piece digests, written before the metadata
-  <ns>.graph/<name>/<from>/<to>    one edge per completed fetch
-  <ns>.relay/<name>/<version>/<node>   partial holders (see relay.py)
+Everything read here is untrusted input: entries that do not parse are returned apart
+(`Listing.bad`) for the caller to report, never acted on.  A recursive read that
+answers 404 means "nothing readable here" -- an empty prefix, a typo'd namespace or a
+token without read permission look the same -- so no caller may treat a missing key
+as evidence that an object was deleted; tombstones are that evidence.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import consul
 
+from ..objects.edges import Edge
 from ..objects.metadata import ObjectMeta, PieceList
 from .client import consul_errors
+from .keys import Keys
 
 
 @dataclass
-class Edge:
-    source: str
-    target: str
-    start: float
-    end: float
-    elapsed: float
+class Listing:
+    """The objects KV holds (by name), and the keys under the prefix that are not valid objects."""
+    metas: dict[str, ObjectMeta] = field(default_factory=dict)
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (key, why)
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    name: str
+    version: str
+    deleted_at: float
 
 
 class ObjectsKV:
     def __init__(self, client: consul.Consul, namespace: str):
         self.c = client
-        self.ns = namespace
-
-    def key(self, name: str) -> str:
-        return f"{self.ns}/{name}"
+        self.keys = Keys(namespace)
 
     # -- metadata ---------------------------------------------------------
     def get(self, name: str) -> ObjectMeta | None:
         return self.get_with_index(name)[0]
 
     def get_with_index(self, name: str) -> tuple[ObjectMeta | None, int]:
+        """The metadata of `name` (None if absent or malformed) and the key's ModifyIndex."""
         with consul_errors(self.c, f"reading metadata of {name}"):
-            _, entry = self.c.kv.get(self.key(name))
+            _, entry = self.c.kv.get(self.keys.meta(name))
         if entry is None or entry.get("Value") is None:
             return None, 0
-        return ObjectMeta.from_json(entry["Value"]), int(entry["ModifyIndex"])
+        return ObjectMeta.from_entry(entry), int(entry["ModifyIndex"])
 
-    def list(self) -> list[ObjectMeta]:
+    def list(self) -> Listing:
         with consul_errors(self.c, "listing objects"):
-            _, entries = self.c.kv.get(self.ns + "/", recurse=True)
-        return [m for m in (ObjectMeta.from_entry(e) for e in entries or []) if m is not None]
+            _, entries = self.c.kv.get(self.keys.meta_prefix, recurse=True)
+        listing = Listing()
+        for e in entries or []:
+            key = e.get("Key", "")
+            if key == self.keys.meta_prefix or "/" in key[len(self.keys.meta_prefix):]:
+                continue  # not an object key (folders, foreign sub-prefixes)
+            meta = ObjectMeta.from_entry(e)
+            if meta is None:
+                listing.bad.append((key, "not valid tuggle metadata"))
+            else:
+                listing.metas[meta.name] = meta
+        return listing
 
     def create(self, meta: ObjectMeta, pieces: PieceList) -> bool:
-        """Store a new object; False if the name is taken (cas=0 makes two PUTs race-free)."""
-        pieces_key = f"{self.ns}.pieces/{meta.name}/{meta.version}"
+        """Store a new object; False if the name is taken (cas=0 makes concurrent PUTs race-free)."""
+        pieces_key = self.keys.pieces(meta.name, meta.version)
         with consul_errors(self.c, f"storing metadata of {meta.name}"):
             self.c.kv.put(pieces_key, pieces.to_json())
-            if self.c.kv.put(self.key(meta.name), meta.to_json(), cas=0):
+            if self.c.kv.put(self.keys.meta(meta.name), meta.to_json(), cas=0):
                 return True
             self.c.kv.delete(pieces_key)
             return False
 
     def update(self, meta: ObjectMeta, modify_index: int) -> bool:
         with consul_errors(self.c, f"updating metadata of {meta.name}"):
-            return bool(self.c.kv.put(self.key(meta.name), meta.to_json(), cas=modify_index))
+            return bool(self.c.kv.put(self.keys.meta(meta.name), meta.to_json(), cas=modify_index))
 
-    def delete(self, meta: ObjectMeta) -> None:
-        """Metadata first: from that moment every node answers 404 for the name."""
-        with consul_errors(self.c, f"deleting {meta.name}"):
-            self.c.kv.delete(self.key(meta.name))
-            self.c.kv.delete(f"{self.ns}.pieces/{meta.name}/", recurse=True)
-            self.c.kv.delete(f"{self.ns}.graph/{meta.name}/", recurse=True)
-            self.c.kv.delete(f"{self.ns}.relay/{meta.name}/", recurse=True)
+    def delete(self, name: str, version: str, modify_index: int) -> bool:
+        """Delete one version: tombstone first (the durable evidence every node acts on),
+        then the metadata with check-and-set, so a newer PUT of the name is never removed.
+        False if the key changed under us (nothing deleted but the tombstone of our version)."""
+        with consul_errors(self.c, f"deleting {name}"):
+            self.c.kv.put(self.keys.tombstone(name, version), json.dumps({"deleted_at": time.time()}).encode())
+            if not self.c.kv.delete(self.keys.meta(name), cas=modify_index):
+                return False
+            self.c.kv.delete(self.keys.pieces(name, version))
+            self.c.kv.delete(self.keys.graph_prefix(name), recurse=True)
+            self.c.kv.delete(self.keys.relay_prefix(name), recurse=True)
+            return True
+
+    def rollback_create(self, meta: ObjectMeta) -> None:
+        """Undo create() of `meta` (its copy could not be committed): only if KV still holds
+        our version, and without a tombstone -- nobody deleted anything."""
+        with consul_errors(self.c, f"rolling back the creation of {meta.name}"):
+            _, entry = self.c.kv.get(self.keys.meta(meta.name))
+            if entry is not None and (ObjectMeta.from_entry(entry) or meta).version == meta.version:
+                self.c.kv.delete(self.keys.meta(meta.name), cas=int(entry["ModifyIndex"]))
+            self.c.kv.delete(self.keys.pieces(meta.name, meta.version))
+
+    def remove_unparsable(self, key: str, modify_index: int) -> bool:
+        """Delete a metadata key that does not parse (so a broken entry can always be removed)."""
+        with consul_errors(self.c, f"deleting malformed entry {key}"):
+            return bool(self.c.kv.delete(key, cas=modify_index))
+
+    def raw(self, name: str) -> dict | None:
+        with consul_errors(self.c, f"reading {name}"):
+            _, entry = self.c.kv.get(self.keys.meta(name))
+        return entry
 
     def pieces(self, meta: ObjectMeta) -> PieceList | None:
         with consul_errors(self.c, f"reading piece digests of {meta.name}"):
-            _, entry = self.c.kv.get(f"{self.ns}.pieces/{meta.name}/{meta.version}")
+            _, entry = self.c.kv.get(self.keys.pieces(meta.name, meta.version))
         if entry is None or entry.get("Value") is None:
             return None
-        return PieceList.from_json(entry["Value"])
+        try:
+            return PieceList.from_json(entry["Value"])
+        except (TypeError, ValueError, KeyError):
+            return None
+
+    # -- tombstones -------------------------------------------------------
+    def tombstones(self) -> dict[tuple[str, str], Tombstone]:
+        with consul_errors(self.c, "listing tombstones"):
+            _, entries = self.c.kv.get(self.keys.tombstones_prefix, recurse=True)
+        out = {}
+        for e in entries or []:
+            rest = e.get("Key", "")[len(self.keys.tombstones_prefix):]
+            if rest.count("/") != 1:
+                continue
+            name, version = rest.split("/")
+            try:
+                at = float(json.loads(e.get("Value") or b"{}").get("deleted_at", 0))
+            except (TypeError, ValueError, AttributeError):
+                at = 0.0
+            out[(name, version)] = Tombstone(name, version, at)
+        return out
+
+    def has_tombstone(self, name: str, version: str) -> bool:
+        with consul_errors(self.c, f"reading the tombstone of {name}"):
+            _, entry = self.c.kv.get(self.keys.tombstone(name, version))
+        return entry is not None
+
+    def expire_tombstones(self, older_than: float) -> int:
+        """Drop tombstones older than `older_than` (epoch seconds); any node may do it."""
+        n = 0
+        for t in self.tombstones().values():
+            if t.deleted_at and t.deleted_at < older_than:
+                with consul_errors(self.c, "expiring tombstones"):
+                    self.c.kv.delete(self.keys.tombstone(t.name, t.version))
+                n += 1
+        return n
 
     # -- graph ------------------------------------------------------------
     def add_edge(self, name: str, edge: Edge) -> None:
-        value = json.dumps({"from": edge.source, "to": edge.target, "start": edge.start,
-                            "end": edge.end, "elapsed": edge.elapsed})
         with consul_errors(self.c, f"recording graph edge of {name}"):
-            self.c.kv.put(f"{self.ns}.graph/{name}/{edge.source}/{edge.target}", value.encode())
+            self.c.kv.put(self.keys.graph_edge(name, edge.source, edge.target), edge.to_json())
 
     def edges(self, name: str) -> list[Edge]:
         with consul_errors(self.c, f"reading graph of {name}"):
-            _, entries = self.c.kv.get(f"{self.ns}.graph/{name}/", recurse=True)
-        edges = []
-        for e in entries or []:
-            try:
-                d = json.loads(e["Value"])
-                edges.append(Edge(d["from"], d["to"], float(d["start"]), float(d["end"]), float(d["elapsed"])))
-            except (TypeError, ValueError, KeyError):
-                continue
-        return edges
+            _, entries = self.c.kv.get(self.keys.graph_prefix(name), recurse=True)
+        return [edge for e in entries or [] if (edge := Edge.from_json(e.get("Value"))) is not None]

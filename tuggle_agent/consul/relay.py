@@ -15,6 +15,7 @@ from __future__ import annotations
 import consul
 
 from .client import consul_errors
+from .keys import Keys
 from .session import RenewedSession
 
 
@@ -32,15 +33,12 @@ class RelayEntry:
 
 
 class RelayRegistry:
-    def __init__(self, client: consul.Consul, namespace: str):
+    def __init__(self, client: consul.Consul, keys: Keys):
         self.c = client
-        self.ns = namespace
-
-    def prefix(self, name: str, version: str) -> str:
-        return f"{self.ns}.relay/{name}/{version}/"
+        self.keys = keys
 
     def announce(self, name: str, version: str, node: str, session: RenewedSession) -> RelayEntry:
-        key = self.prefix(name, version) + node
+        key = self.keys.relay(name, version, node)
         with consul_errors(self.c, f"announcing {node} as a partial holder of {name}"):
             self.c.kv.delete(key)  # a leftover of an earlier attempt must not keep its old rank
             if not self.c.kv.put(key, node.encode(), acquire=session.id):
@@ -53,6 +51,6 @@ class RelayRegistry:
         """Partial holders ranked before `rank` (0: all), earliest first; blocking when
         index is given.  They cannot be downstream of the asker."""
         with consul_errors(self.c, f"listing partial holders of {name}"):
-            index, entries = self.c.kv.get(self.prefix(name, version), recurse=True, index=index, wait=wait)
+            index, entries = self.c.kv.get(self.keys.relay_prefix(name, version), recurse=True, index=index, wait=wait)
         live = [e for e in entries or [] if e.get("Session") and (not rank or int(e["CreateIndex"]) < rank)]
         return index, [e["Key"].rsplit("/", 1)[1] for e in sorted(live, key=lambda e: int(e["CreateIndex"]))]

@@ -17,15 +17,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import BadSources, TuggleError
 from ..objects.metadata import ObjectMeta
-
-
-class DownloadFailed(RuntimeError):
-    """The fetch ended without a verified copy; `status` is the HTTP answer to give."""
-
-    def __init__(self, message: str, status: int = 502):
-        super().__init__(message)
-        self.status = status
 
 
 class Download:
@@ -37,10 +30,7 @@ class Download:
         self.verified = 0
         self.done = False
         self.cancelled = False
-        self.relay = None    # our partial-holder announcement, while pipelined relay is on
-        self.session = None  # the Consul session holding our slots and announcement
-        self.peers = {}      # node -> Holder, the addresses of partial holders
-        self.error: DownloadFailed | None = None
+        self.error: TuggleError | None = None
         self._cond = threading.Condition()
         self._fd = os.open(temp_path, os.O_RDONLY)  # survives rename and unlink
 
@@ -50,7 +40,7 @@ class Download:
             self.verified = verified
             self._cond.notify_all()
 
-    def finish(self, error: DownloadFailed | None = None) -> None:
+    def finish(self, error: TuggleError | None = None) -> None:
         with self._cond:
             self.done = True
             self.error = error
@@ -99,10 +89,10 @@ class Download:
             while pos < avail:
                 with self._cond:  # never pread an fd number that close() handed back
                     if self._fd is None:
-                        raise self.error or DownloadFailed("download closed")
+                        raise self.error or BadSources("download closed")
                     data = os.pread(self._fd, min(chunk, avail - pos), pos)
                 if not data:
-                    raise DownloadFailed("temp file shorter than verified length")
+                    raise BadSources("temp file shorter than verified length")
                 pos += len(data)
                 yield data
 

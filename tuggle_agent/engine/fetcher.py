@@ -1,12 +1,15 @@
-"""Fetching an object from the cluster: nearest holder, per-source slots, verified pieces.
+"""Fetching an object from the cluster: one FetchJob owns one fetch from its pre-download
+hook to its holder tag.
 
-One fetch per object per node (single flight): concurrent GETs and prefetches of
-the same object share one Download.  Different objects fetch in parallel.  Each
-fetch walks holders nearest-first (random among the `nearest` closest), takes a
-slot of the source's Consul semaphore so no source feeds more than
-`max_fetch_per_source` fetchers cluster-wide, and pulls with HTTP Range from the
-first byte not yet verified, so a source that dies, stalls or lies costs only the
-piece in flight.  The whole fetch is bounded by `fetch_timeout`.
+One fetch per object per node (single flight): concurrent GETs and prefetches of the
+same object share one Download.  Different objects fetch in parallel.  A job walks the
+holders in the order of the source policy (sources.py), takes a slot of the source's
+Consul semaphore so no source feeds more than `max_fetch_per_source` fetchers
+cluster-wide, and pulls with HTTP Range from the first byte not yet verified (peer.py),
+so a source that dies, stalls, drips or lies costs only the piece in flight, and is not
+asked again during this fetch.  With no usable holder the job waits for one (a blocking
+query) for at most `holder_wait`, then fails with NoHolder or BadSources, so a client is
+never kept for `fetch_timeout` by a cluster that cannot deliver.
 """
 
 from __future__ import annotations
@@ -14,68 +17,60 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
-
-import requests
-import urllib3
 
 from .. import metrics
 from ..config import Config
 from ..consul.client import ConsulUnavailable
-from ..consul.health import Holder, HolderFinder
-from ..consul.kv import Edge, ObjectsKV
-from ..consul.relay import RelayRegistry
+from ..consul.health import HolderFinder
+from ..consul.kv import ObjectsKV
+from ..consul.relay import RelayEntry, RelayRegistry
 from ..consul.semaphore import Semaphore
 from ..consul.session import RenewedSession
-from .download import Download, DownloadFailed
-from .hooks import hook_env, run_hooks
+from ..errors import BadSources, Deleted, Internal, NoHolder, NoSpace, TimedOut, TuggleError, Vetoed
+from ..objects.edges import Edge
 from ..objects.metadata import ObjectMeta, PieceList
+from ..objects.verify import PieceMismatch, Verifier
+from .copies import Copies
+from .download import Download
+from .hooks import hook_env, run_hooks
+from .peer import CorruptSource, PeerClient, SourceError
 from .progress import Progress
 from .ratelimit import TokenBucket
+from .sources import Candidate, SourcePolicy
 from .store import LocalStore
-from ..objects.verify import PieceMismatch, Verifier
 
 log = logging.getLogger(__name__)
 
-INTERNAL_HEADER = "X-Tuggle-Internal"
-CHUNK = 64 * 1024  # network reads: small, so verified pieces are forwarded without delay
 
-
-class SourceError(Exception):
-    """This holder could not give us (more) good bytes; try another."""
-
-
-class CorruptSource(SourceError):
-    pass
-
-
-@dataclass
-class FetchContext:
-    """What a fetch needs from the node: Consul pieces, identity, policy."""
-    config: Config
+@dataclass(frozen=True)
+class FetchDeps:
+    """What every fetch on this node uses (built once by the Node)."""
+    cfg: Config
+    node: str
     store: LocalStore
+    copies: Copies
     kv: ObjectsKV
     finder: HolderFinder
-    node: str
-    session: Callable[[], RenewedSession]     # one per fetch: semaphore slots, relay entry
-    semaphore: Callable[[str, RenewedSession], Semaphore]
     relay: RelayRegistry
-    on_complete: Callable[[ObjectMeta, str], None]  # tag as holder, record edge, ...
-    on_failure: Callable[[ObjectMeta, DownloadFailed], None]
+    peer: PeerClient
+    policy: SourcePolicy
+    bucket: TokenBucket
+    new_session: Callable[[], RenewedSession]      # one per fetch: semaphore slots, relay entry
+    semaphore: Callable[[str, RenewedSession], Semaphore]
 
 
 class Fetcher:
-    def __init__(self, ctx: FetchContext):
-        self.ctx = ctx
-        self.cfg = ctx.config
-        self.bucket = TokenBucket(self.cfg.fetch_rate)
+    """The node's fetches, one per object name at a time."""
+
+    def __init__(self, deps: FetchDeps, on_failed: Callable[[ObjectMeta, TuggleError], None]):
+        self.deps = deps
+        self.on_failed = on_failed  # the node retries failed sync prefetches
         self._active: dict[str, Download] = {}
         self._lock = threading.Lock()
-        self._http = requests.Session()
 
     def active(self, name: str) -> Download | None:
         with self._lock:
@@ -91,251 +86,282 @@ class Fetcher:
             d = self._active.get(meta.name)
             if d is not None and d.meta.version == meta.version and not d.done:
                 return d
-            temp, f = self.ctx.store.temp_file(meta.name, "fetch")
+            temp, f = self.deps.store.temp_file(meta.name, "fetch")
             d = Download(meta, temp)
             self._active[meta.name] = d
-        threading.Thread(target=self._run, args=(d, f), name=f"fetch-{meta.name}", daemon=True).start()
+        job = FetchJob(self.deps, d, f)
+        threading.Thread(target=self._run, args=(job,), name=f"fetch-{meta.name}", daemon=True).start()
         return d
 
-    def cancel(self, name: str) -> None:
-        """A DELETE arrived: the running fetch must not land the old copy."""
-        with self._lock:
-            d = self._active.get(name)
-        if d is not None:
+    def cancel(self, name: str, version: str | None = None) -> bool:
+        """A DELETE arrived: the running fetch (of `version`, if given) must not land."""
+        d = self.active(name)
+        if d is None or (version is not None and d.meta.version != version):
+            return False
+        d.cancelled = True
+        return True
+
+    def cancel_all(self) -> None:
+        for d in self.snapshot():
             d.cancelled = True
 
-    # -- the fetch thread -------------------------------------------------
-    def _run(self, d: Download, f) -> None:
-        meta = d.meta
+    def _run(self, job: FetchJob) -> None:
+        try:
+            error = job.run()
+            if error is not None:
+                self.on_failed(job.meta, error)
+        finally:
+            with self._lock:
+                if self._active.get(job.meta.name) is job.d:
+                    del self._active[job.meta.name]
+
+
+class FetchJob:
+    """One fetch of one object version: pre-hook, pull, commit, post-hook, holder tag, edge."""
+
+    def __init__(self, deps: FetchDeps, d: Download, f):
+        self.deps = deps
+        self.cfg = deps.cfg
+        self.d = d
+        self.meta = d.meta
+        self.f = f
+        self.session: RenewedSession | None = None
+        self.relay: RelayEntry | None = None
+        self.peers: dict = {}  # node -> Holder, addresses of partial holders
+
+    def run(self) -> TuggleError | None:
+        """The whole life of the fetch; returns the failure (already given to readers)."""
+        meta, d = self.meta, self.d
         metrics.ACTIVE_FETCHES.inc()
         try:
-            with f:
-                self._pre_hooks(meta)
-                pieces = self.ctx.kv.pieces(meta)
+            with self.f:
+                self._pre_hooks()
+                pieces = self.deps.kv.pieces(meta)
                 if pieces is None:
-                    raise DownloadFailed(f"{meta.name}: piece digests missing in Consul KV; it was deleted or replaced", 404)
-                self._pull_all(d, f, pieces)
-                f.flush()
-                os.fsync(f.fileno())
-            with self.ctx.store.lock:
-                self._check_cancelled(d)
-                current = self.ctx.kv.get(meta.name)
-                if current is None or current.version != meta.version:
-                    raise DownloadFailed(f"{meta.name} was deleted or replaced during the fetch", 404)
-                self.ctx.store.commit(d.temp_path, meta, d.source)
+                    raise Deleted(f"{meta.name}: piece digests missing in Consul KV; it was deleted or replaced")
+                self._pull_all(pieces)
+                self.f.flush()
+                os.fsync(self.f.fileno())
+            self._commit()
             d.finish()
             metrics.FETCHES.labels("ok").inc()
             metrics.FETCH_SECONDS.observe(time.time() - d.started_at)
-            log.info("fetched %s (%d bytes) from %s: verified sha256 %s", meta.name, meta.size, d.source, meta.sha256[:16])
-            self.ctx.on_complete(meta, d.source)
-            self.ctx.kv.add_edge(meta.name, Edge(d.source, self.ctx.node, d.started_at, time.time(),
-                                                 time.time() - d.started_at))
+            log.info("fetched %s (%d bytes) from %s: verified sha256 %s", meta.name, meta.size, d.source,
+                     meta.sha256[:16])
+            self._post_hooks_and_advertise()
+            self._record_edge()
+            return None
         except Exception as exc:  # never leave readers waiting on a dead thread
-            failure = self._failure(meta, exc)
+            failure = self._as_error(exc)
             log.error("fetch of %s failed: %s", meta.name, failure)
-            metrics.FETCHES.labels(str(failure.status)).inc()
+            metrics.FETCHES.labels(type(failure).__name__).inc()
             d.finish(failure)
-            self.ctx.on_failure(meta, failure)
+            return failure
         finally:
-            if d.relay is not None:
-                d.relay.withdraw()  # after the holder tag: peers always find us one way or the other
-            if d.session is not None:
-                d.session.close()
+            if self.relay is not None:
+                self.relay.withdraw()  # after the holder tag: peers always find us one way or the other
+            if self.session is not None:
+                self.session.close()
             d.temp_path.unlink(missing_ok=True)
             metrics.ACTIVE_FETCHES.dec()
-            with self._lock:
-                if self._active.get(meta.name) is d:
-                    del self._active[meta.name]
 
-    def _failure(self, meta: ObjectMeta, exc: Exception) -> DownloadFailed:
-        """The HTTP answer for a failed fetch, with what the operator can do about it."""
-        if isinstance(exc, DownloadFailed):
+    def _as_error(self, exc: Exception) -> TuggleError:
+        """The domain error for a failed fetch, with what the operator can do about it."""
+        if isinstance(exc, TuggleError):
             return exc
-        if isinstance(exc, ConsulUnavailable):
-            return DownloadFailed(str(exc), 503)
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return DownloadFailed(f"no space left in {self.cfg.data_dir} for {meta.name}: free space there; "
-                                  "the next GET or sync retries", 507)
-        log.exception("fetch of %s failed unexpectedly", meta.name)
-        return DownloadFailed(f"internal error: {exc}", 500)
+            return NoSpace(f"no space left in {self.cfg.data_dir} for {self.meta.name}: free space there; "
+                           "the next GET or sync retries")
+        log.exception("fetch of %s failed unexpectedly", self.meta.name)
+        return Internal(f"internal error: {exc}")
 
-    def _pre_hooks(self, meta: ObjectMeta) -> None:
+    # -- the steps --------------------------------------------------------
+    def _pre_hooks(self) -> None:
         hooks = self.cfg.hooks["pre_download"]
         if not hooks:
             return
-        env = hook_env(meta, self.ctx.store.path(meta.name), self.ctx.node)
-        for r in run_hooks("pre_download", hooks, meta, env):
+        env = hook_env(self.meta, self.deps.store.path(self.meta.name), self.deps.node)
+        for r in run_hooks("pre_download", hooks, self.meta, env):
             if not r.ok:
-                raise DownloadFailed(f"download of {meta.name} vetoed by pre_download {r.describe()}", 503)
+                raise Vetoed(f"download of {self.meta.name} vetoed by pre_download {r.describe()}")
 
-    def _pull_all(self, d: Download, f, pieces: PieceList) -> None:
-        meta = d.meta
+    def _commit(self) -> None:
+        meta = self.meta
+        with self.deps.store.lock:
+            self._check_cancelled()
+            current = self.deps.kv.get(meta.name)
+            if current is None or current.version != meta.version:
+                raise Deleted(f"{meta.name} was deleted or replaced during the fetch")
+            self.deps.store.commit(self.d.temp_path, meta, self.d.source)
+
+    def _post_hooks_and_advertise(self) -> None:
+        meta, store = self.meta, self.deps.store
+        hooks = self.cfg.hooks["post_download"]
+        if hooks:
+            results = run_hooks("post_download", hooks, meta, hook_env(meta, store.path(meta.name), self.deps.node,
+                                                                        self.d.source))
+            failed = [r for r in results if not r.ok]
+            store.set_status(meta.name, post_download="failed" if failed else "ok",
+                             post_download_error=failed[0].describe() if failed else "")
+            if failed and self.cfg.post_download_failure == "discard":
+                with store.lock:
+                    local = store.get(meta.name)
+                    if local is not None and local.meta.version == meta.version:
+                        self.deps.copies.drop(meta.name, meta, "its post_download hook failed "
+                                                               "(post_download_failure: discard)")
+                return
+        # A DELETE may have come while the hooks ran: advertise only a copy that is still here.
+        with store.lock:
+            local = store.get(meta.name)
+            if self.d.cancelled or local is None or local.meta.version != meta.version:
+                log.info("not advertising %s: it was deleted while its hooks ran", meta.name)
+                return
+            self.deps.copies.advertise(meta)
+
+    def _record_edge(self) -> None:
+        now = time.time()
+        try:
+            self.deps.kv.add_edge(self.meta.name, Edge(self.d.source, self.deps.node, self.d.started_at, now,
+                                                       now - self.d.started_at))
+        except ConsulUnavailable as exc:
+            log.warning("fetch graph edge of %s not recorded: %s", self.meta.name, exc)
+
+    # -- pulling ----------------------------------------------------------
+    def _pull_all(self, pieces: PieceList) -> None:
+        meta, d = self.meta, self.d
         try:
             verifier = Verifier(meta, pieces)
         except PieceMismatch as exc:
-            raise DownloadFailed(str(exc), 502) from None
-        d.session = self.ctx.session()
+            raise BadSources(str(exc)) from None
+        self.session = self.deps.new_session()
         if self.cfg.pipelined and not self.cfg.fetch_only:
-            d.relay = self.ctx.relay.announce(meta.name, meta.version, self.ctx.node, d.session)
+            self.relay = self.deps.relay.announce(meta.name, meta.version, self.deps.node, self.session)
         deadline = time.monotonic() + self.cfg.fetch_timeout
-        bad: set[str] = set()       # sent bytes that failed verification: never again this fetch
-        failures: dict[str, int] = {}
-        attempt = 0
+        excluded: dict[str, str] = {}  # holder -> why it failed this fetch
+        corrupt: set[str] = set()
+        stuck_since: float | None = None  # since when no holder was usable
         progress = Progress(log, f"fetching {meta.name}", meta.size, self.cfg.progress_interval)
         while not verifier.complete:
-            if time.monotonic() >= deadline:
-                raise DownloadFailed(f"{meta.name}: no complete copy within fetch_timeout "
-                                     f"({self.cfg.fetch_timeout:g}s); {verifier.verified} of {meta.size} bytes verified", 504)
-            self._check_cancelled(d)
-            complete, partial, relay_index = self._candidates(d, bad, failures)
-            if not complete and not partial:
-                if attempt == 0 and not bad:
-                    raise DownloadFailed(f"{meta.name}: no node holds a verified copy (no passing holder in Consul)", 404)
-                if bad and self.ctx.finder.holders(meta.id, self.ctx.node):
-                    raise DownloadFailed(f"{meta.name}: every holder ({', '.join(sorted(bad))}) sent bytes that failed "
-                                         "verification; they were asked to re-check their copies", 502)
-                attempt += 1
-                self._backoff(attempt, deadline, f"no usable holder of {meta.name}")
+            now = time.monotonic()
+            if now >= deadline:
+                raise TimedOut(f"{meta.name}: no complete copy within fetch_timeout ({self.cfg.fetch_timeout:g}s); "
+                               f"{verifier.verified} of {meta.size} bytes verified")
+            self._check_cancelled()
+            candidates, index, relay_index = self._candidates(set(excluded))
+            if not candidates:
+                stuck_since = stuck_since if stuck_since is not None else now
+                if now - stuck_since >= self.cfg.holder_wait:
+                    raise self._no_source_error(excluded, corrupt)
+                self._wait_for_holders(index, min(deadline, stuck_since + self.cfg.holder_wait))
                 continue
-            claimed = self._claim(d, partial + complete)
+            stuck_since = None
+            claimed = self._claim(candidates)
             if claimed is None:
-                attempt += 1
-                self._wait_for_source(d, complete, deadline, relay_index)
+                self._wait_for_slot(candidates, deadline, relay_index)
                 continue
-            holder, sem = claimed
+            cand, sem = claimed
+            holder = cand.holder
             try:
                 d.source = holder.node
-                kind = "complete" if holder in complete else "partial"
-                self._pull(d, f, holder, verifier, progress, metrics.FETCHED_BYTES.labels(kind))
+                self._pull(holder, verifier, progress, metrics.FETCHED_BYTES.labels(cand.kind))
             except CorruptSource as exc:
                 metrics.SOURCE_SWITCHES.labels("corrupt").inc()
-                bad.add(holder.node)
+                excluded[holder.node] = str(exc)
+                corrupt.add(holder.node)
                 log.error("%s; discarding its bytes and using another holder", exc)
-                verifier.rewind(f)
-                self._report_corrupt(holder, meta.name)
+                verifier.rewind(self.f)
+                self.deps.peer.report_corrupt(holder, meta.name)
             except SourceError as exc:
                 metrics.SOURCE_SWITCHES.labels("broken").inc()
-                failures[holder.node] = failures.get(holder.node, 0) + 1
-                attempt += 1
+                excluded[holder.node] = str(exc)
                 log.warning("%s; resuming from byte %d with another holder", exc, verifier.verified)
-                verifier.rewind(f)
+                verifier.rewind(self.f)
             finally:
                 sem.release()
         log.info("fetched %s from %s: %s", meta.name, d.source, progress.summary())
 
-    def _candidates(self, d: Download, bad: set[str],
-                    failures: dict[str, int]) -> tuple[list[Holder], list[Holder], str | None]:
-        """Complete holders (fewest failures, then random among the `nearest` nearest), then
-        partial holders ranked before us (announced earlier), latest first."""
-        meta = d.meta
-        found = [h for h in self.ctx.finder.holders(meta.id, self.ctx.node) if h.node not in bad]
-        complete: list[Holder] = []
-        if found:
-            fewest = min(failures.get(h.node, 0) for h in found)
-            best = [h for h in found if failures.get(h.node, 0) == fewest][: self.cfg.nearest]
-            random.shuffle(best)
-            complete = best + [h for h in found if h not in best]
-        partial: list[Holder] = []
+    def _no_source_error(self, excluded: dict[str, str], corrupt: set[str]) -> TuggleError:
+        name, wait = self.meta.name, self.cfg.holder_wait
+        if corrupt and set(excluded) == corrupt:
+            return BadSources(f"{name}: every holder ({', '.join(sorted(corrupt))}) sent bytes that failed "
+                              "verification; they were asked to re-check their copies")
+        if excluded:
+            reasons = "; ".join(f"{n}: {why}" for n, why in sorted(excluded.items()))
+            return BadSources(f"{name}: no holder could deliver it ({reasons}); no other holder appeared "
+                              f"within holder_wait ({wait:g}s)")
+        return NoHolder(f"{name}: no node holds a verified copy (no passing holder in Consul) after waiting "
+                        f"holder_wait ({wait:g}s); try again later, or check the holders' health in Consul")
+
+    def _candidates(self, excluded: set[str]) -> tuple[list[Candidate], str | None, str | None]:
+        meta = self.meta
+        index, complete = self.deps.finder.holders_index(meta.id, self.deps.node)
+        upstream: list[str] = []
         relay_index = None
         if self.cfg.pipelined:
-            relay_index, upstream = self.ctx.relay.upstream(meta.name, meta.version, d.relay.rank if d.relay else 0)
-            if any(n not in d.peers for n in upstream):  # addresses of new partial holders
-                d.peers = self.ctx.finder.peers(self.ctx.node)
-            peers = d.peers
-            have = {h.node for h in complete}
-            partial = [peers[n] for n in upstream if n in peers and n not in bad and n not in have]
-            # Our immediate predecessor first: every fetcher taking the one announced just
-            # before it builds the chain in one step, with no race for slots.
-            partial.reverse()
-            partial.sort(key=lambda h: failures.get(h.node, 0))
-        return complete, partial, relay_index
+            relay_index, upstream = self.deps.relay.upstream(meta.name, meta.version,
+                                                             self.relay.rank if self.relay else 0)
+            if any(n not in self.peers for n in upstream):  # addresses of new partial holders
+                self.peers = self.deps.finder.peers(self.deps.node)
+        return self.deps.policy.order(complete, upstream, self.peers, excluded), index, relay_index
 
-    def _claim(self, d: Download, candidates: list[Holder]) -> tuple[Holder, Semaphore] | None:
+    def _claim(self, candidates: list[Candidate]) -> tuple[Candidate, Semaphore] | None:
         """The first candidate with a free fetch slot, its slot taken."""
-        for holder in candidates:
-            sem = self.ctx.semaphore(holder.node, d.session)
+        assert self.session is not None
+        for cand in candidates:
+            sem = self.deps.semaphore(cand.holder.node, self.session)
             if sem.has_free_slot() and sem.acquire(wait=0):
-                return holder, sem
+                return cand, sem
         return None
 
-    def _wait_for_source(self, d: Download, complete: list[Holder], deadline: float,
-                         relay_index: str | None) -> None:
+    def _wait_for_holders(self, index: str | None, until: float) -> None:
+        """No usable holder: block until Consul's holder list changes (or a short while)."""
+        left = max(0.0, until - time.monotonic())
+        if left > 0:
+            self.deps.finder.holders_index(self.meta.id, self.deps.node, index=index, wait=f"{min(2.0, left):.3f}s")
+            log.debug("waiting for a usable holder of %s", self.meta.name)
+
+    def _wait_for_slot(self, candidates: list[Candidate], deadline: float, relay_index: str | None) -> None:
         """Every source is busy: wait for news instead of polling."""
+        assert self.session is not None
         left = max(0.0, deadline - time.monotonic())
         if self.cfg.pipelined:
             # A new or departed partial holder is the likeliest news.  Block from the index
             # our candidates came from, so a change made while we tried slots wakes us at once.
-            rank = d.relay.rank if d.relay else 0
-            self.ctx.relay.upstream(d.meta.name, d.meta.version, rank, index=relay_index, wait="1s")
-        elif complete:
-            # Block on the nearest holder's semaphore until a slot frees (Consul wakes us).
-            sem = self.ctx.semaphore(complete[0].node, d.session)
-            if sem.acquire(wait=min(2.0 + random.random(), left)):
-                sem.release()
+            self.deps.relay.upstream(self.meta.name, self.meta.version, self.relay.rank if self.relay else 0,
+                                     index=relay_index, wait="1s")
         else:
-            time.sleep(min(0.5, left))
-        log.debug("all fetch slots of the holders of %s were busy; looking again", d.meta.name)
+            # Block on the nearest holder's semaphore until a slot frees (Consul wakes us).
+            sem = self.deps.semaphore(candidates[0].holder.node, self.session)
+            if sem.acquire(wait=min(2.5, left)):
+                sem.release()
+        log.debug("all fetch slots of the holders of %s were busy; looking again", self.meta.name)
 
-    def _report_corrupt(self, holder: Holder, name: str) -> None:
-        """Ask the holder to re-check its copy, so it stops serving bad bytes to everyone."""
-        try:
-            self._http.post(f"{holder.url}/_tuggle/verify/{name}", timeout=5)
-        except requests.exceptions.RequestException as exc:
-            log.warning("could not ask %s to re-verify %s: %s", holder.node, name, exc)
+    def _check_cancelled(self) -> None:
+        if self.d.cancelled:
+            raise Deleted(f"{self.meta.name} was deleted during the fetch")
 
-    def _check_cancelled(self, d: Download) -> None:
-        if d.cancelled:
-            raise DownloadFailed(f"{d.meta.name} was deleted during the fetch", 404)
-
-    def _backoff(self, attempt: int, deadline: float, why: str) -> None:
-        delay = min(5.0, 0.2 * 2 ** min(attempt, 5)) * (0.5 + random.random())
-        delay = max(0.0, min(delay, deadline - time.monotonic()))
-        log.info("%s; retrying in %.1fs", why, delay)
-        time.sleep(delay)
-
-    def _pull(self, d: Download, f, holder: Holder, verifier: Verifier, progress: Progress, counter) -> None:
+    def _pull(self, holder, verifier: Verifier, progress: Progress, counter) -> None:
         """Stream from one holder from the first unverified byte; raises SourceError to move on."""
-        meta = d.meta
-        offset = verifier.received
-        headers = {INTERNAL_HEADER: self.ctx.node}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        try:
-            with self._http.get(f"{holder.url}/{meta.name}", headers=headers, stream=True,
-                                timeout=(5.0, self.cfg.stall_timeout)) as r:
-                if r.status_code == 206 and r.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
-                    skip = 0
-                elif r.status_code == 200:
-                    skip = offset  # the holder ignored Range: drop what we already have
-                else:
-                    raise SourceError(f"{holder.node} answered {r.status_code} for {meta.name}")
-                if r.headers.get("ETag", "").strip('"') not in ("", meta.etag):
-                    raise CorruptSource(f"{holder.node} holds another version of {meta.name}")
-                for chunk in r.raw.stream(CHUNK, decode_content=False):
-                    if skip:
-                        cut = min(skip, len(chunk))
-                        chunk, skip = chunk[cut:], skip - cut
-                    if not chunk:
-                        continue
-                    self._check_cancelled(d)
-                    self.bucket.take(len(chunk))
-                    f.write(chunk)
-                    before = verifier.verified
-                    try:
-                        verifier.feed(chunk)
-                    except PieceMismatch as exc:
-                        raise CorruptSource(f"{exc} (sent by {holder.node})") from None
-                    if verifier.verified != before:
-                        counter.inc(verifier.verified - before)
-                    if verifier.verified != before and verifier.verified < meta.size:
+        meta, d, f = self.meta, self.d, self.f
+        with self.deps.peer.open(holder, meta, verifier.received) as chunks:
+            for chunk in chunks:
+                self._check_cancelled()
+                self.deps.bucket.take(len(chunk))
+                f.write(chunk)
+                before = verifier.verified
+                try:
+                    verifier.feed(chunk)
+                except PieceMismatch as exc:
+                    raise CorruptSource(f"{exc} (sent by {holder.node})") from None
+                if verifier.verified != before:
+                    counter.inc(verifier.verified - before)
+                    if verifier.verified < meta.size:
                         # Readers pread the file, so flush first.  The final bytes are
                         # released by finish(), after the commit: once a client has the
                         # whole object, so does this node's data dir.
                         f.flush()
                         d.advance(verifier.verified)
-                    progress.update(verifier.received)
-                verifier.finish_empty()
-                if not verifier.complete:
-                    raise SourceError(f"{holder.node} closed the stream at byte {verifier.received} of {meta.size}")
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise SourceError(f"transfer of {meta.name} from {holder.node} broke ({exc.__class__.__name__})") from exc
+                progress.update(verifier.received)
+        verifier.finish_empty()
+        if not verifier.complete:
+            raise SourceError(f"{holder.node} closed the stream at byte {verifier.received} of {meta.size}")

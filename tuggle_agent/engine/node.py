@@ -1,6 +1,13 @@
-"""One tuggle-agent node: its Consul identity, local store, fetcher, and the
-operations the HTTP front and the watch handlers call (upload, delete, drop,
-prefetch, reconcile)."""
+"""One tuggle-agent node: a small facade over its parts, built complete by `Node.start`.
+
+The HTTP front and the watch dispatcher call only this: upload, delete, open (client
+and peer reads), sync, reconcile, on_event, adopt, status.  The parts it wires:
+
+  store (bytes on disk) + copies (what we advertise)   engine/store.py, copies.py
+  fetcher (one FetchJob per fetch) + sources policy     engine/fetcher.py, sources.py
+  reconcile decisions (pure)                            engine/reconcile.py
+  Consul: objects KV, holder service, holders, relay    consul/
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from .. import metrics
@@ -19,143 +29,115 @@ from ..consul.agent import HolderService
 from ..consul.client import ConsulUnavailable, make_client
 from ..consul.event import fire
 from ..consul.health import HolderFinder
+from ..consul.keys import Keys
 from ..consul.kv import ObjectsKV
 from ..consul.relay import RelayRegistry
 from ..consul.semaphore import Semaphore
 from ..consul.session import RenewedSession
-from .download import Download, DownloadFailed
-from ..objects.events import parse
-from .fetcher import FetchContext, Fetcher
-from .hooks import hook_env, run_hooks
-from ..objects.metadata import ObjectMeta, PieceList, SyncSpec, piece_size_for
+from ..errors import Deleted, Exists, FetchOnly, Invalid, NoSpace, NotFound, TooLarge, TuggleError
+from ..objects.edges import Edge
+from ..objects.metadata import ObjectMeta, PieceList, SyncSpec, now_rfc3339, piece_size_for
 from ..objects.names import check_name
 from ..objects.names import object_id as object_id_of
+from ..objects.verify import Digester
+from .copies import Copies
+from .download import Download
+from .fetcher import FetchDeps, Fetcher
+from .peer import PeerClient
 from .progress import Progress
 from .ratelimit import TokenBucket
+from .reconcile import LocalCopy, evidence_of_removal, plan
+from .sources import SourcePolicy
 from .store import LocalStore
-from ..objects.verify import Digester
-from ..watches.input import HandledEvents
 
 log = logging.getLogger(__name__)
 
 
-def sync_spec(node: str = "", service: str = "", tag: str = "") -> SyncSpec:
-    return SyncSpec(node, service, tag, requested_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+@dataclass
+class Opened:
+    """An object ready to be read by a client: a complete local file, or a fetch in progress
+    (whose `read(start, end)` yields verified bytes), or neither for HEAD."""
+    meta: ObjectMeta
+    path: Path | None = None
+    download: Download | None = None
 
 
-class UploadError(Exception):
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
+def _wait_for_consul(service: HolderService, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while True:
+        try:
+            return service.node_name()
+        except ConsulUnavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s Retrying in %.1fs.", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class Node:
-    def __init__(self, config: Config):
-        self.cfg = config
-        self.client = make_client(config.consul_address, config.consul_token)
-        ns = config.namespace
-        self.kv = ObjectsKV(self.client, ns)
-        self.finder = HolderFinder(self.client, ns)
-        self.service = HolderService(self.client, ns, config.port, config.advertise_address,
-                                     config.check_interval, config.check_timeout)
-        self.store = LocalStore(config.data_dir)
-        self.name = ""
-        self.fetcher: Fetcher | None = None
-        self.serve_bucket = TokenBucket(config.serve_rate)
-        self._verified_at: dict[str, float] = {}
+    def __init__(self, cfg: Config, name: str, service: HolderService, client, store: LocalStore):
+        """Use Node.start(cfg): it finds our name in Consul first, so every part is complete."""
+        self.cfg = cfg
+        self.name = name
+        self.service = service
+        self.client = client
+        self.store = store
+        keys = Keys(cfg.namespace)
+        self.kv = ObjectsKV(client, cfg.namespace)
+        self.finder = HolderFinder(client, cfg.namespace)
+        self.copies = Copies(cfg, store, service, name)
+        self.serve_bucket = TokenBucket(cfg.serve_rate)
+        # Our sessions die with our HTTP check as well as with the node (see session.py).
+        checks = ["serfHealth", f"service:{cfg.namespace}"]
+        self.fetcher = Fetcher(FetchDeps(
+            cfg=cfg, node=name, store=store, copies=self.copies, kv=self.kv, finder=self.finder,
+            relay=RelayRegistry(client, keys),
+            peer=PeerClient(name, cfg.stall_timeout, cfg.min_source_rate),
+            policy=SourcePolicy(cfg.nearest), bucket=TokenBucket(cfg.fetch_rate),
+            new_session=lambda: RenewedSession(client, "tuggle-agent fetch", 15.0, "delete", checks),
+            semaphore=lambda source, session: Semaphore(client, keys.lock(source), cfg.source_limit, session)),
+            on_failed=self._fetch_failed)
+        self.bad_entries: list[tuple[str, str]] = []
         self._sync_retries: dict[str, int] = {}  # version -> failed sync prefetches
+        self._stop = threading.Event()
 
-    # -- start-up -------------------------------------------------------------
-    def start(self) -> None:
-        self.name = self._wait_for_consul(self.cfg.consul_start_timeout)
-        removed = self.store.clean_temp()
+    @classmethod
+    def start(cls, cfg: Config, store: LocalStore | None = None) -> "Node":
+        client = make_client(cfg.consul_address, cfg.consul_token)
+        service = HolderService(client, cfg.namespace, cfg.port, cfg.advertise_address,
+                                cfg.check_interval, cfg.check_timeout)
+        name = _wait_for_consul(service, cfg.consul_start_timeout)
+        store = store or LocalStore(cfg.data_dir)
+        removed = store.clean_temp()
         if removed:
             log.info("removed %d leftover temp files of an earlier run", removed)
-        # Our sessions die with our HTTP check as well as with the node (see session.py).
-        checks = ["serfHealth", f"service:{self.cfg.namespace}"]
-        self.fetcher = Fetcher(FetchContext(
-            config=self.cfg, store=self.store, kv=self.kv, finder=self.finder, node=self.name,
-            session=lambda: RenewedSession(self.client, "tuggle-agent fetch", 15.0, "delete", checks),
-            semaphore=lambda source, session: Semaphore(self.client, f"{self.cfg.namespace}.lock/{source}",
-                                                        self.cfg.source_limit, session),
-            relay=RelayRegistry(self.client, self.cfg.namespace),
-            on_complete=self._fetched, on_failure=self._fetch_failed))
-        self.reconcile(register=True)
+        node = cls(cfg, name, service, client, store)
+        node.reconcile(register=True)
+        if cfg.scrub_interval:
+            threading.Thread(target=node._scrub_loop, name="scrub", daemon=True).start()
+        return node
 
-    def _wait_for_consul(self, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        delay = 0.2
-        while True:
-            try:
-                return self.service.node_name()
-            except ConsulUnavailable as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("%s Retrying in %.1fs.", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+    # -- writes -----------------------------------------------------------
+    def check_upload(self, name: str, length: int | None) -> None:
+        """Every refusal the request line and headers decide, before a byte of the body is read."""
+        check_name(name)
+        if self.cfg.fetch_only:
+            raise FetchOnly(f"this node is fetch-only (fetch_only: true): PUT {name} on a node that accepts uploads")
+        if length is not None and length > self.cfg.max_upload_size:
+            raise TooLarge(f"{name}: {length} bytes is more than max_upload_size ({self.cfg.max_upload_size} bytes)")
+        if self.kv.raw(name) is not None:
+            raise Exists(f"{name} already exists; objects are immutable: DELETE it first or choose a new name")
 
-    def reconcile(self, register: bool = False) -> dict:
-        """Make the node agree with KV: drop copies whose object is gone or changed,
-        advertise the rest, and prefetch objects marked for sync on this node."""
-        kept, dropped = set(), []
-        with self.store.lock:
-            # Read KV under the lock: an upload commits its file, then creates its key,
-            # both under this lock; a listing taken before it would call the file debris.
-            listed_at = time.time()
-            metas = {m.name: m for m in self.kv.list()}
-            for name in self.store.names() + self.store.orphan_sidecars():
-                if self.fetcher and self.fetcher.active(name):
-                    continue  # a fetch in progress owns this name until its hooks ran and it tagged
-                local = self.store.get(name)
-                meta = metas.get(name)
-                if local is not None and meta is not None and local.meta.version == meta.version \
-                        and local.meta.sha256 == meta.sha256:
-                    kept.add(meta.id)
-                    continue
-                self._drop(name, local.meta if local else None,
-                           "its object is gone from Consul" if meta is None else "Consul holds another version")
-                dropped.append(name)
-        if self.fetcher:
-            for d in self.fetcher.snapshot():
-                if d.started_at >= listed_at:
-                    continue  # started after our listing: the listing can't judge it
-                meta = metas.get(d.meta.name)
-                if meta is None or meta.version != d.meta.version:
-                    self.fetcher.cancel(d.meta.name)
-                    dropped.append(d.meta.name)
-        tags = set() if self.cfg.fetch_only else kept
-        if register:
-            self.service.register(tags)
-        else:
-            self.service.add(*tags)  # a no-op (no catalog write) when nothing is missing
-            if self.service.ensure_registered():
-                log.warning("the local Consul agent had lost our service registration; registered again")
-        started = [m.name for m in metas.values() if m.sync and self.sync_applies(m.sync)
-                   and m.id not in kept and self.prefetch(m) is not None]
-        return {"kept": len(kept), "dropped": dropped, "prefetching": started}
-
-    def sync_applies(self, sync: SyncSpec) -> bool:
-        """The same node/service/tag rules Consul applies to filtered events: Go's
-        regexp.MatchString, which matches anywhere in the string (re.search, not re.match)."""
-        if sync.node and not re.search(sync.node, self.name):
-            return False
-        if sync.service:
-            if not re.search(sync.service, self.cfg.namespace):
-                return False
-            if sync.tag and not any(re.search(sync.tag, t) for t in self.service.tags):
-                return False
-        return True
-
-    # -- objects --------------------------------------------------------------
     def upload(self, name: str, body: BinaryIO, length: int | None, content_type: str,
                sync: SyncSpec | None = None) -> ObjectMeta:
-        """Store a new object; with `sync`, marked for prefetch in the same KV write that
-        creates it (one watch firing per node, not two) and announced by a FETCH event."""
-        check_name(name)
-        if self.kv.get(name) is not None:
-            raise UploadError(f"{name} already exists; objects are immutable: DELETE it first or choose a new name", 409)
-        piece = piece_size_for(length or 0) if length is not None else piece_size_for(self.cfg.max_upload_size)
+        """Store a new object.  The bytes land in a temp file; the KV check-and-set decides
+        the winner of concurrent PUTs *before* anything is moved into place, so a loser
+        never touches the winner's file (or any earlier copy of the name).  With `sync`,
+        the object is marked for prefetch in the same KV write that creates it."""
+        self.check_upload(name, length)
+        piece = piece_size_for(length if length is not None else self.cfg.max_upload_size)
         digester = Digester(piece)
         temp, f = self.store.temp_file(name, "upload")
         try:
@@ -168,201 +150,306 @@ class Node:
                     block = body.read(want)
                     if not block:
                         break
+                    if digester.size + len(block) > self.cfg.max_upload_size:
+                        raise TooLarge(f"{name}: more than max_upload_size ({self.cfg.max_upload_size} bytes); "
+                                       "nothing stored")
                     f.write(block)
                     digester.update(block)
                     progress.update(digester.size)
                 if length is not None and digester.size < length:
-                    raise UploadError(f"upload of {name} truncated: got {digester.size} of {length} bytes; nothing stored", 400)
+                    raise Invalid(f"upload of {name} truncated: got {digester.size} of {length} bytes; nothing stored")
                 f.flush()
                 os.fsync(f.fileno())
             sha, digests = digester.finish()
             meta = ObjectMeta(name=name, size=digester.size, sha256=sha, content_type=content_type,
                               piece_size=piece, sync=sync)
             with self.store.lock:
-                self.store.commit(temp, meta, self.name)
+                if not self.kv.create(meta, PieceList(piece, digests)):
+                    raise Exists(f"{name} already exists (created concurrently); nothing changed")
                 try:
-                    created = self.kv.create(meta, PieceList(piece, digests))
-                except ConsulUnavailable:
-                    self.store.remove(name)
+                    self.store.commit(temp, meta, self.name)
+                except BaseException:
+                    self.kv.rollback_create(meta)
                     raise
-                if not created:
-                    self.store.remove(name)
-                    raise UploadError(f"{name} already exists (created concurrently); nothing changed", 409)
-            if not self.cfg.fetch_only:
-                self.service.add(meta.id)
+            self.copies.advertise(meta)
             metrics.UPLOADED_BYTES.inc(meta.size)
             log.info("stored %s: %s, sha256 %s", name, progress.summary(), sha)
             if sync is not None:
-                fire(self.client, self.cfg.namespace, "FETCH", meta.version, meta.id,
-                     node=sync.node, service=sync.service, tag=sync.tag)
+                self._fire("FETCH", meta, sync)
             return meta
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise UploadError(f"no space left in {self.cfg.data_dir} for {name}; free space or raise the disk; nothing stored", 507) from None
+                raise NoSpace(f"no space left in {self.cfg.data_dir} for {name}; free space or raise the disk; "
+                              "nothing stored") from None
             raise
         finally:
             temp.unlink(missing_ok=True)
 
-    def delete(self, name: str) -> ObjectMeta | None:
-        meta = self.kv.get(name)
-        if meta is None:
-            return None
-        self.kv.delete(meta)
-        event_id = fire(self.client, self.cfg.namespace, "DELETE", meta.version, meta.id)
-        log.info("deleted %s (version %s) from Consul; DELETE event %s fired", name, meta.version, event_id)
-        self.drop_local(name, meta.version)
-        return meta
+    def _fire(self, verb: str, meta: ObjectMeta, sync: SyncSpec | None = None) -> None:
+        """Events are the fast path only: KV (watched durably) already says what they say,
+        so a failed fire is logged, never turned into a failed request."""
+        try:
+            fire(self.client, self.cfg.namespace, verb, meta.version, meta.id,
+                 node=sync.node if sync else "", service=sync.service if sync else "", tag=sync.tag if sync else "")
+        except ConsulUnavailable as exc:
+            log.warning("%s event for %s not sent (%s); nodes still learn it from their KV watch", verb, meta.name, exc)
 
-    def drop_local(self, name: str, version: str | None = None) -> bool:
-        """Stop advertising and remove the local copy (of `version` only, if given)."""
-        cancelled = False
-        if self.fetcher:
-            active = self.fetcher.active(name)
-            cancelled = active is not None and (version is None or active.meta.version == version)
-            if cancelled:
-                self.fetcher.cancel(name)
+    def delete(self, name: str) -> str:
+        """Delete the current version everywhere: tombstone, then metadata, then the event."""
+        check_name(name)
+        for _ in range(5):
+            meta, index = self.kv.get_with_index(name)
+            if meta is None:
+                if index and self.kv.remove_unparsable(self.kv.keys.meta(name), index):
+                    log.warning("deleted malformed metadata entry %s", self.kv.keys.meta(name))
+                    return f"deleted {name} (its metadata in Consul was malformed)"
+                if not index:
+                    raise NotFound(f"{name} not found")
+                continue
+            if self.kv.delete(name, meta.version, index):
+                self._fire("DELETE", meta)
+                log.info("deleted %s (version %s) from Consul; tombstone written, DELETE event fired",
+                         name, meta.version)
+                self.drop_local(name, meta.version, "it was deleted")
+                return f"deleted {name}"
+        raise Exists(f"{name} kept changing while we deleted it; try again")
+
+    def drop_local(self, name: str, version: str, why: str) -> bool:
+        """Stop advertising and remove the local copy of `version` (cancel its fetch)."""
+        cancelled = self.fetcher.cancel(name, version)
         with self.store.lock:
             local = self.store.get(name)
-            if local is None or (version is not None and local.meta.version != version):
-                if local is None:
-                    self.store.remove(name)  # debris without a valid sidecar
+            if local is None or local.meta.version != version:
                 return cancelled
-            self._drop(name, local.meta, "it was deleted")
+            self.copies.drop(name, local.meta, why)
             return True
 
-    def _drop(self, name: str, meta: ObjectMeta | None, why: str) -> None:
-        if meta is not None:
-            self.service.remove(meta.id)
-        path = self.store.path(name)
-        self.store.remove(name)
-        log.info("removed local copy of %s: %s", name, why)
-        if meta is not None and self.cfg.hooks["post_delete"]:
-            run_hooks("post_delete", self.cfg.hooks["post_delete"], meta, hook_env(meta, path, self.name))
-
-    def on_watch(self, data, kind: str) -> dict:
-        """A Consul watch result (already classified): reconcile, or act on new events."""
-        if kind == "kv":
-            return {"reconciled": self.reconcile()}
-        if kind != "events":
-            return {}
-        acted = {}
-        with HandledEvents(self.store.state).locked() as seen:
-            for raw in data:
-                if raw.get("Name") != self.cfg.namespace:
-                    continue
-                ev = parse(raw)
-                if ev is None:
-                    log.warning("ignoring event %s: payload is not a tuggle FETCH/DELETE", raw.get("ID"))
-                    continue
-                if ev.event_id in seen:
-                    log.debug("skipping %s event %s: handled before (Consul replays its buffer)", ev.verb, ev.event_id)
-                    continue
-                acted[ev.event_id] = f"{ev.verb}: " + self.on_event(ev.verb, ev.object_id, ev.version)
-                log.info("acting on %s event %s: %s", ev.verb, ev.event_id, acted[ev.event_id])
-                seen.append(ev.event_id)
-        return {"events": acted}
-
-    def on_event(self, verb: str, object_id: str, version: str) -> str:
-        """A FETCH or DELETE event names an object by id and version (payloads are tiny)."""
-        if verb == "DELETE":
-            names = {n for n in self.store.names() if object_id_of(n) == object_id}
-            if self.fetcher:
-                names |= {d.meta.name for d in self.fetcher.snapshot() if d.meta.id == object_id}
-            if not names:
-                return "not held here"
-            dropped = [n for n in sorted(names) if self.drop_local(n, version)]
-            return f"removed {', '.join(dropped)}" if dropped else "held here in another version: kept"
-        meta = next((m for m in self.kv.list() if m.id == object_id), None)
-        if meta is None or meta.version != version:
-            return "stale: Consul no longer holds that version"
-        return f"prefetch of {meta.name} " + ("started" if self.prefetch(meta) else "not needed: held here")
-
-    def prefetch(self, meta: ObjectMeta) -> Download | None:
-        local = self.store.get(meta.name)
-        if local is not None and local.meta.version == meta.version:
-            return None
-        assert self.fetcher is not None
-        return self.fetcher.ensure(meta)
-
-    def sync(self, name: str, node: str = "", service: str = "", tag: str = "") -> ObjectMeta | None:
+    def sync(self, name: str, spec: SyncSpec) -> ObjectMeta:
         """Mark for sync in KV (durable) and fire FETCH (fast); filters are Consul's."""
         for _ in range(10):
             meta, index = self.kv.get_with_index(name)
             if meta is None:
-                return None
-            meta.sync = sync_spec(node, service, tag)
+                raise NotFound(f"{name} not found")
+            meta.sync = spec
             if self.kv.update(meta, index):
-                break
-        else:
-            raise ConsulUnavailable(f"could not mark {name} for sync: it kept changing under us")
-        fire(self.client, self.cfg.namespace, "FETCH", meta.version, meta.id, node=node, service=service, tag=tag)
-        return meta
+                self._fire("FETCH", meta, spec)
+                return meta
+        raise ConsulUnavailable(f"could not mark {name} for sync: it kept changing under us")
 
-    def _fetched(self, meta: ObjectMeta, source: str) -> None:
-        self._sync_retries.pop(meta.version, None)
-        hooks = self.cfg.hooks["post_download"]
-        if hooks:
-            path = self.store.path(meta.name)
-            results = run_hooks("post_download", hooks, meta, hook_env(meta, path, self.name, source))
-            failed = [r for r in results if not r.ok]
-            self.store.set_status(meta.name, post_download="failed" if failed else "ok",
-                                  post_download_error=failed[0].describe() if failed else "")
-            if failed and self.cfg.post_download_failure == "discard":
-                with self.store.lock:
-                    self.store.remove(meta.name)
-                self.service.remove(meta.id)
-                log.warning("discarded %s after its post_download hook failed (post_download_failure: discard)", meta.name)
-                return
-        if not self.cfg.fetch_only:
-            self.service.add(meta.id)
+    def adopt(self, names: list[str]) -> dict[str, str]:
+        """Publish orphans again from their local copies (after a KV loss): metadata, piece
+        digests and holder tag.  The KV check-and-set lets only one holder write; the others
+        find their version there and just advertise."""
+        out = {}
+        for name in names or sorted(self.copies.orphans):
+            out[name] = self._adopt(check_name(name))
+        self.reconcile()
+        return out
 
-    def quarantine(self, meta: ObjectMeta, why: str) -> None:
-        """Our own copy went bad: stop advertising it and delete it; peers go elsewhere."""
-        with self.store.lock:
-            local = self.store.get(meta.name)
-            if local is not None and local.meta.version == meta.version:
-                log.error("local copy of %s is corrupt: %s; removing it", meta.name, why)
-                self._drop(meta.name, meta, "its copy was corrupt")
-
-    def verify_later(self, name: str, min_interval: float = 60.0) -> bool:
-        """Re-hash our copy in the background (at most once a minute per object)."""
+    def _adopt(self, name: str) -> str:
         local = self.store.get(name)
-        now = time.monotonic()
-        if local is None or now - self._verified_at.get(name, -min_interval) < min_interval:
-            return False
-        self._verified_at[name] = now
-        threading.Thread(target=self._verify, args=(local,), name=f"verify-{name}", daemon=True).start()
-        return True
-
-    def _verify(self, local) -> None:
-        h = hashlib.sha256()
+        if local is None:
+            return "no local copy here"
+        meta = local.meta
+        if self.kv.has_tombstone(name, meta.version):
+            return "not adopted: this version was deleted explicitly (tombstone in Consul)"
+        digester = Digester(meta.piece_size)
         with open(local.path, "rb") as f:
             while block := f.read(1 << 20):
-                h.update(block)
-        if h.hexdigest() != local.meta.sha256:
-            self.quarantine(local.meta, f"SHA-256 is {h.hexdigest()}, expected {local.meta.sha256}")
+                digester.update(block)
+        sha, digests = digester.finish()
+        if sha != meta.sha256:
+            self.copies.quarantine(meta, f"SHA-256 is {sha}, expected {meta.sha256}")
+            return "not adopted: the local copy is corrupt (removed)"
+        with self.store.lock:
+            current = self.kv.get(name)
+            if current is None and self.kv.create(meta, PieceList(meta.piece_size, digests)):
+                result = "published again from this node's copy"
+            else:
+                current = self.kv.get(name)
+                if current is None or current.version != meta.version:
+                    return "not adopted: Consul holds another version of this name"
+                result = "already published; advertising this copy"
+            self.copies.advertise(meta)
+        log.warning("adopted orphan %s (version %s): %s", name, meta.version, result)
+        return result
+
+    # -- reads ------------------------------------------------------------
+    def meta(self, name: str) -> ObjectMeta:
+        meta = self.kv.get(check_name(name))
+        if meta is None:
+            raise NotFound(f"{name} not found")
+        return meta
+
+    def open(self, name: str, head: bool = False) -> Opened:
+        """For a client: the local copy, or a fetch from the nearest holder (waiting until its
+        first verified bytes, or its failure, so the answer can still carry a status)."""
+        meta = self.meta(name)
+        local = self.copies.checked(name, meta.version)
+        if local is not None:
+            return Opened(meta, path=local.path)
+        if head:
+            return Opened(meta)
+        d = self.fetcher.ensure(meta)
+        d.wait_started(self.cfg.fetch_timeout)
+        return Opened(meta, download=d)
+
+    def open_for_peer(self, name: str, bounds: Callable[[int], tuple[int, int]]
+                      ) -> tuple[ObjectMeta, tuple[int, int], Iterator[bytes]]:
+        """For a peer: the bytes `bounds(size)` gives, from local bytes only -- a complete copy,
+        or with pipelined relay the verified part of a fetch in progress -- never by starting
+        a fetch."""
+        meta = self.meta(name)
+        start, end = bounds(meta.size)
+        local = self.copies.checked(name, meta.version)
+        if local is not None:
+            whole = (start, end) == (0, meta.size) and self.cfg.verify_on_serve
+            return meta, (start, end), self._to_peer(self._file_bytes(local.path, meta, start, end, whole))
+        d = self.fetcher.active(name) if self.cfg.pipelined else None
+        if d is not None and d.meta.version == meta.version:
+            return meta, (start, end), self._to_peer(d.read(start, end))
+        raise NotFound(f"{name} is not held on this node")
+
+    def _file_bytes(self, path: Path, meta: ObjectMeta, start: int, end: int, verify: bool) -> Iterator[bytes]:
+        """A whole read re-checks our copy on the way (a peer verifies too, but a bad copy
+        must stop being advertised at once, not after every peer has tried it)."""
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            f.seek(start)
+            pos = start
+            while pos < end and (block := f.read(min(256 * 1024, end - pos))):
+                pos += len(block)
+                if verify:
+                    h.update(block)
+                yield block
+        if verify and h.hexdigest() != meta.sha256:
+            self.copies.quarantine(meta, "its bytes no longer match their SHA-256 (changed on disk?)")
+
+    def _to_peer(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """Bytes for peers pass the node-wide serve_rate bucket."""
+        for block in chunks:
+            self.serve_bucket.take(len(block))
+            metrics.SERVED_BYTES.inc(len(block))
+            yield block
+
+    def listing(self) -> list[ObjectMeta]:
+        return sorted(self.kv.list().metas.values(), key=lambda m: m.name)
+
+    def edges(self, name: str) -> list[Edge]:
+        self.meta(name)
+        return self.kv.edges(name)
+
+    # -- keeping up with Consul -------------------------------------------
+    def sync_applies(self, sync: SyncSpec) -> bool:
+        """The same node/service/tag rules Consul applies to filtered events: Go's
+        regexp.MatchString, which matches anywhere in the string (re.search, not re.match)."""
+        try:
+            if sync.node and not re.search(sync.node, self.name):
+                return False
+            if sync.service:
+                if not re.search(sync.service, self.cfg.namespace):
+                    return False
+                if sync.tag and not any(re.search(sync.tag, t) for t in self.service.tags):
+                    return False
+        except re.error:
+            return False
+        return True
+
+    def reconcile(self, register: bool = False) -> dict:
+        """Make the node agree with KV: drop copies Consul proves gone, keep the rest
+        (advertising those KV knows, keeping the others as orphans), prefetch sync targets."""
+        with self.store.lock:
+            listed_at = time.time()
+            listing = self.kv.list()
+            tombstones = self.kv.tombstones()
+            active = {d.meta.name: d for d in self.fetcher.snapshot()}
+            local: dict[str, LocalCopy] = {}
+            for name in sorted(set(self.store.names()) | set(self.store.sidecar_names())):
+                if name in active:
+                    continue  # a fetch in progress owns this name until its hooks ran and it tagged
+                obj = self.store.get(name)
+                if obj is not None:
+                    local[name] = LocalCopy(name, obj.meta.version, obj.meta.sha256)
+                elif self.store.sidecar_meta(name) is not None:
+                    # Our sidecar, but the file is gone or no longer its size: not a copy.
+                    self.copies.drop(name, self.store.sidecar_meta(name), "its file is missing or damaged")
+            p = plan(local, listing.metas, tombstones,
+                     fetching={n: d.meta.version for n, d in active.items()},
+                     fetching_before={n: d.meta.version for n, d in active.items() if d.started_at < listed_at},
+                     applies=self.sync_applies)
+            for name, why in p.drop:
+                obj = self.store.get(name)
+                self.copies.drop(name, obj.meta if obj else None, why)
+            for name, why in p.cancel:
+                self.fetcher.cancel(name)
+                log.info("cancelled the fetch of %s: %s", name, why)
+            orphans = {c.name: why for c, why in p.orphans}
+            self.copies.set_orphans(orphans)
+            for c, _ in p.orphans:
+                self.service.remove(object_id_of(c.name))
+        self._report_bad(listing.bad)
+        tags = set() if self.cfg.fetch_only else {m.id for m in p.keep}
+        if register:
+            self.service.register(tags)
         else:
-            log.info("re-verified local copy of %s: intact", local.meta.name)
+            self.service.add(*tags)  # a no-op (no catalog write) when nothing is missing
+            if self.service.ensure_registered():
+                log.warning("the local Consul agent had lost our service registration; registered again")
+        started = [m.name for m in p.prefetch if self.fetcher.ensure(m)]
+        self._expire_tombstones()
+        return {"kept": len(p.keep), "dropped": [n for n, _ in p.drop], "orphans": sorted(orphans),
+                "prefetching": started}
 
-    def status(self) -> dict:
-        local = []
-        for name in self.store.names():
-            obj = self.store.get(name)
-            if obj is not None:
-                local.append({"name": name, "version": obj.meta.version, "size": obj.meta.size,
-                              "sha256": obj.meta.sha256, "source": obj.source, "status": obj.status})
-        fetching = []
-        if self.fetcher:
-            for d in self.fetcher.snapshot():
-                fetching.append({"name": d.meta.name, "version": d.meta.version, "size": d.meta.size,
-                                 "verified": d.verified, "source": d.source})
-        return {"node": self.name, "fetch_only": self.cfg.fetch_only, "relay": self.cfg.relay,
-                "served_to_peers": int(metrics.REGISTRY.get_sample_value("tuggle_served_to_peers_bytes_total") or 0), "objects": local, "fetching": fetching}
+    def _report_bad(self, bad: list[tuple[str, str]]) -> None:
+        new = [b for b in bad if b not in self.bad_entries]
+        for key, why in new:
+            log.warning("ignoring KV entry %s: %s (fix or DELETE it; nothing is done with it)", key, why)
+        self.bad_entries = list(bad)
+        metrics.BAD_ENTRIES.set(len(bad))
 
-    def _fetch_failed(self, meta: ObjectMeta, failure: DownloadFailed) -> None:
+    def _expire_tombstones(self) -> None:
+        try:
+            n = self.kv.expire_tombstones(time.time() - self.cfg.tombstone_ttl)
+        except ConsulUnavailable as exc:
+            log.debug("tombstone expiry skipped: %s", exc)
+            return
+        if n:
+            log.info("expired %d tombstones older than tombstone_ttl", n)
+
+    def on_event(self, verb: str, object_id: str, version: str) -> str:
+        """A FETCH or DELETE event: a hint, checked against KV before anything is done.
+        (Events can be forged or replayed by anyone who may fire them; KV decides.)"""
+        if verb == "DELETE":
+            names = {n for n in self.store.names() if object_id_of(n) == object_id}
+            names |= {d.meta.name for d in self.fetcher.snapshot() if d.meta.id == object_id}
+            if not names:
+                return "not held here"
+            out = []
+            for name in sorted(names):
+                current = self.kv.get(name)
+                metas = {name: current} if current is not None else {}
+                tomb = {(name, version)} if self.kv.has_tombstone(name, version) else set()
+                why = evidence_of_removal(name, version, metas, tomb)
+                if why is None:
+                    out.append(f"{name}: kept (Consul still holds that version, or no tombstone proves its deletion)")
+                elif self.drop_local(name, version, why):
+                    out.append(f"removed {name}")
+                else:
+                    out.append(f"{name}: held here in another version: kept")
+            return "; ".join(out)
+        meta = next((m for m in self.kv.list().metas.values() if m.id == object_id), None)
+        if meta is None or meta.version != version:
+            return "stale: Consul no longer holds that version"
+        local = self.store.get(meta.name)
+        if local is not None and local.meta.version == meta.version:
+            return f"prefetch of {meta.name} not needed: held here"
+        self.fetcher.ensure(meta)
+        return f"prefetch of {meta.name} started"
+
+    def _fetch_failed(self, meta: ObjectMeta, failure: TuggleError) -> None:
         """A sync prefetch must not give up on a transient failure (no passing holder
         yet, every source busy or gone): reconcile again later, backing off to a minute."""
-        if meta.sync is None or failure.status not in (404, 502, 503, 504, 507):
+        if meta.sync is None or not failure.transient or isinstance(failure, Deleted) or self._stop.is_set():
             return
         tries = self._sync_retries.get(meta.version, 0) + 1
         self._sync_retries[meta.version] = tries
@@ -378,7 +465,33 @@ class Node:
         except ConsulUnavailable as exc:
             log.warning("retrying sync: %s", exc)
 
+    def _scrub_loop(self) -> None:
+        while not self._stop.wait(self.cfg.scrub_interval):
+            bad = self.copies.scrub()
+            log.info("scrub: every local copy re-hashed; %d corrupt (removed and no longer advertised)", bad)
+
+    # -- status -----------------------------------------------------------
+    def status(self) -> dict:
+        local = []
+        for name in self.store.names():
+            obj = self.store.get(name)
+            if obj is not None:
+                local.append({"name": name, "version": obj.meta.version, "size": obj.meta.size,
+                              "sha256": obj.meta.sha256, "source": obj.source, "status": obj.status,
+                              "orphan": name in self.copies.orphans})
+        fetching = [{"name": d.meta.name, "version": d.meta.version, "size": d.meta.size,
+                     "verified": d.verified, "source": d.source} for d in self.fetcher.snapshot()]
+        return {"node": self.name, "fetch_only": self.cfg.fetch_only, "relay": self.cfg.relay,
+                "served_to_peers": int(metrics.REGISTRY.get_sample_value("tuggle_served_to_peers_bytes_total") or 0),
+                "objects": local, "fetching": fetching,
+                "orphans": [{"name": n, "why": why} for n, why in sorted(self.copies.orphans.items())],
+                "bad_entries": [{"key": k, "why": why} for k, why in self.bad_entries],
+                "checked_at": now_rfc3339()}
+
     def close(self) -> None:
+        """Leave the cluster cleanly: stop fetches, then deregister (no critical leftover)."""
+        self._stop.set()
+        self.fetcher.cancel_all()
         try:
             self.service.deregister()
         except ConsulUnavailable as exc:

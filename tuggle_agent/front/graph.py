@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from datetime import datetime, timezone
 
-from ..consul.kv import Edge
+from ..objects.edges import Edge
 
 FORMATS = {"svg": "image/svg+xml", "png": "image/png"}
 

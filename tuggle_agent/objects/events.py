@@ -10,9 +10,12 @@ object up in KV; a version that no longer matches KV is stale and ignored.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 
 VERBS = ("FETCH", "DELETE")
+_VERSION = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_OBJECT_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -29,20 +32,26 @@ def payload(verb: str, version: str, object_id: str) -> bytes:
     return f"{verb}:{version}:{object_id}".encode()
 
 
-def parse(event: dict) -> TuggleEvent | None:
-    """An event as py-consul or a watch handler sees it (Payload bytes or base64 str)."""
+def parse(event) -> TuggleEvent | None:
+    """An event as py-consul or a watch handler sees it (Payload bytes or base64 str);
+    None for anything else -- watch payloads are untrusted input."""
+    if not isinstance(event, dict):
+        return None
     raw = event.get("Payload")
     if isinstance(raw, str):
         try:
-            raw = base64.b64decode(raw)
+            raw = base64.b64decode(raw, validate=True)
         except ValueError:
             return None
+    if not isinstance(raw, bytes):
+        return None
     try:
-        verb, version, oid = (raw or b"").decode().split(":")
-    except (UnicodeDecodeError, ValueError):
+        verb, version, oid = raw.decode().split(":")
+        ltime = int(event.get("LTime") or 0)
+    except (UnicodeDecodeError, ValueError, TypeError):
         return None
-    if verb not in VERBS:
+    event_id = event.get("ID", "")
+    if verb not in VERBS or not _VERSION.fullmatch(version) or not _OBJECT_ID.fullmatch(oid) \
+            or not isinstance(event_id, str):
         return None
-    return TuggleEvent(event.get("ID", ""), int(event.get("LTime") or 0), verb, version, oid)
-
-
+    return TuggleEvent(event_id, ltime, verb, version, oid)

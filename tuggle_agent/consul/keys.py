@@ -1,0 +1,61 @@
+"""The whole KV key layout of one namespace, in one place.
+
+  <ns>/<name>                          object metadata (JSON; the Go tuggle's fields + ours)
+  <ns>.pieces/<name>/<version>         piece digests, written before the metadata
+  <ns>.tombstones/<name>/<version>     an explicit DELETE of that version (kept tombstone_ttl):
+                                       the only evidence on which a node removes its copy
+  <ns>.graph/<name>/<from>/<to>        one edge per completed fetch
+  <ns>.relay/<name>/<version>/<node>   partial holders, locked by their fetch session
+  <ns>.lock/<node>                     each source node's fetch semaphore (Go api.Semaphore)
+
+Only `<ns>/` is watched (keyprefix): every other prefix is kept apart so that bookkeeping
+writes (edges, relay entries, semaphores) never wake every node's watch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    ns: str
+
+    @property
+    def meta_prefix(self) -> str:
+        return f"{self.ns}/"
+
+    def meta(self, name: str) -> str:
+        return f"{self.ns}/{name}"
+
+    def name_of(self, key: str) -> str:
+        """The object name of a metadata key (its last path component)."""
+        return key[len(self.meta_prefix):] if key.startswith(self.meta_prefix) else key.rsplit("/", 1)[-1]
+
+    def pieces(self, name: str, version: str) -> str:
+        return f"{self.ns}.pieces/{name}/{version}"
+
+    def pieces_prefix(self, name: str) -> str:
+        return f"{self.ns}.pieces/{name}/"
+
+    @property
+    def tombstones_prefix(self) -> str:
+        return f"{self.ns}.tombstones/"
+
+    def tombstone(self, name: str, version: str) -> str:
+        return f"{self.ns}.tombstones/{name}/{version}"
+
+    def graph_prefix(self, name: str) -> str:
+        return f"{self.ns}.graph/{name}/"
+
+    def graph_edge(self, name: str, source: str, target: str) -> str:
+        return f"{self.ns}.graph/{name}/{source}/{target}"
+
+    def relay_prefix(self, name: str, version: str | None = None) -> str:
+        return f"{self.ns}.relay/{name}/" + (f"{version}/" if version else "")
+
+    def relay(self, name: str, version: str, node: str) -> str:
+        return f"{self.ns}.relay/{name}/{version}/{node}"
+
+    def lock(self, node: str) -> str:
+        return f"{self.ns}.lock/{node}"

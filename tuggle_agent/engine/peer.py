@@ -1,0 +1,127 @@
+"""The wire between nodes: how a fetcher asks a holder for bytes, and what it accepts back.
+
+A peer request is a plain `GET /<name>` with `X-Tuggle-Internal: <asking node>` and,
+when resuming, `Range: bytes=<offset>-`.  A holder answers from local bytes only (a
+complete copy or the verified part of a fetch in progress), never by starting a fetch.
+The fetcher accepts exactly: 200 with the whole object, or 206 whose Content-Range
+starts at the offset it asked for; anything else -- another status, a redirect, another
+version's ETag, a short stream, a stall or a drip below `min_rate` -- is a SourceError
+that costs at most the piece in flight (the caller resumes elsewhere).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import requests
+import urllib3
+
+from ..consul.health import Holder
+from ..objects.metadata import ObjectMeta
+
+log = logging.getLogger(__name__)
+
+INTERNAL_HEADER = "X-Tuggle-Internal"
+CHUNK = 64 * 1024  # network reads: small, so verified pieces are forwarded without delay
+
+
+class SourceError(Exception):
+    """This holder could not give us (more) good bytes; try another."""
+
+
+class CorruptSource(SourceError):
+    """This holder sent bytes that failed verification (or another version)."""
+
+
+def content_range(start: int, end: int, size: int) -> str:
+    """The Content-Range of bytes [start, end) of `size` (HTTP ranges are inclusive)."""
+    return f"bytes {start}-{end - 1}/{size}"
+
+
+class RateFloor:
+    """Drops a source that drips: over each window of `window` seconds spent waiting on the
+    socket, at least `min_rate` bytes/s must arrive.  Time the caller spends elsewhere
+    (our own rate limit, disk) is not counted against the source."""
+
+    def __init__(self, min_rate: int, window: float):
+        self.min_rate = min_rate
+        self.window = window
+        self._waited = 0.0
+        self._bytes = 0
+
+    def observe(self, waited: float, n: int) -> None:
+        self._waited += waited
+        self._bytes += n
+        if self._waited >= self.window:
+            rate = self._bytes / self._waited
+            self._waited, self._bytes = 0.0, 0
+            if rate < self.min_rate:
+                raise SourceError(f"sent {rate:.0f} B/s, below min_source_rate ({self.min_rate} B/s)")
+
+
+class PeerClient:
+    def __init__(self, node: str, stall_timeout: float, min_rate: int, connect_timeout: float = 5.0):
+        self.node = node
+        self.stall_timeout = stall_timeout
+        self.min_rate = min_rate
+        self.connect_timeout = connect_timeout
+        self._http = requests.Session()
+
+    @contextmanager
+    def open(self, holder: Holder, meta: ObjectMeta, offset: int) -> Iterator[Iterator[bytes]]:
+        """Bytes of `meta` from `offset` to the end, as sent by `holder`."""
+        headers = {INTERNAL_HEADER: self.node}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        try:
+            with self._http.get(f"{holder.url}/{meta.name}", headers=headers, stream=True, allow_redirects=False,
+                                timeout=(self.connect_timeout, self.stall_timeout)) as r:
+                skip = self._check_answer(holder, meta, offset, r)
+                yield self._body(holder, r, skip)
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
+            raise SourceError(f"transfer of {meta.name} from {holder.node} broke ({exc.__class__.__name__})") from exc
+
+    @staticmethod
+    def _check_answer(holder: Holder, meta: ObjectMeta, offset: int, r: requests.Response) -> int:
+        """How many leading bytes to skip, or SourceError for an answer we can't use."""
+        if r.status_code == 206:
+            if r.headers.get("Content-Range") != content_range(offset, meta.size, meta.size):
+                raise SourceError(f"{holder.node} answered Content-Range {r.headers.get('Content-Range')!r} "
+                                  f"for bytes {offset}- of {meta.name}")
+            skip = 0
+        elif r.status_code == 200:
+            skip = offset  # the holder ignored Range: drop what we already have
+        else:
+            raise SourceError(f"{holder.node} answered {r.status_code} for {meta.name}")
+        if r.headers.get("ETag", "").strip('"') not in ("", meta.etag):
+            raise CorruptSource(f"{holder.node} holds another version of {meta.name}")
+        return skip
+
+    def _body(self, holder: Holder, r: requests.Response, skip: int) -> Iterator[bytes]:
+        floor = RateFloor(self.min_rate, self.stall_timeout)
+        while True:
+            t = time.monotonic()
+            # read1: whatever one recv() brings, so a drip is measured as it drips
+            # (read(n) would block until n bytes, each recv well within stall_timeout).
+            chunk = r.raw.read1(CHUNK, decode_content=False)
+            if not chunk:
+                return
+            try:
+                floor.observe(time.monotonic() - t, len(chunk))
+            except SourceError as exc:
+                raise SourceError(f"{holder.node} {exc}") from None
+            if skip:
+                cut = min(skip, len(chunk))
+                chunk, skip = chunk[cut:], skip - cut
+            if chunk:
+                yield chunk
+
+    def report_corrupt(self, holder: Holder, name: str) -> None:
+        """Ask the holder to re-check its copy, so it stops serving bad bytes to everyone."""
+        try:
+            self._http.post(f"{holder.url}/_tuggle/verify/{name}", timeout=5, allow_redirects=False)
+        except requests.exceptions.RequestException as exc:
+            log.warning("could not ask %s to re-verify %s: %s", holder.node, name, exc)
