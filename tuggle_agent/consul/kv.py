@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import consul
 
 from ..objects.edges import Edge
-from ..objects.metadata import ObjectMeta, PieceList
+from ..objects.metadata import BadMetadata, ObjectMeta, PieceList, parse_entries
 from .client import consul_errors
 from .keys import Keys
 
@@ -51,22 +51,19 @@ class ObjectsKV:
             _, entry = self.c.kv.get(self.keys.meta(name))
         if entry is None or entry.get("Value") is None:
             return None, 0
-        return ObjectMeta.from_entry(entry), int(entry["ModifyIndex"])
+        return self._parsed(entry), int(entry["ModifyIndex"])
+
+    def _parsed(self, entry: dict) -> ObjectMeta | None:
+        try:
+            return ObjectMeta.from_entry(entry, self.keys.meta_prefix)
+        except BadMetadata:
+            return None
 
     def list(self) -> Listing:
         with consul_errors(self.c, "listing objects"):
             _, entries = self.c.kv.get(self.keys.meta_prefix, recurse=True)
-        listing = Listing()
-        for e in entries or []:
-            key = e.get("Key", "")
-            if key == self.keys.meta_prefix or "/" in key[len(self.keys.meta_prefix):]:
-                continue  # not an object key (folders, foreign sub-prefixes)
-            meta = ObjectMeta.from_entry(e)
-            if meta is None:
-                listing.bad.append((key, "not valid tuggle metadata"))
-            else:
-                listing.metas[meta.name] = meta
-        return listing
+        metas, bad = parse_entries(entries, self.keys.meta_prefix)
+        return Listing({m.name: m for m in metas}, bad)
 
     def create(self, meta: ObjectMeta, pieces: PieceList) -> bool:
         """Store a new object; False if the name is taken (cas=0 makes concurrent PUTs race-free)."""
@@ -100,7 +97,7 @@ class ObjectsKV:
         our version, and without a tombstone -- nobody deleted anything."""
         with consul_errors(self.c, f"rolling back the creation of {meta.name}"):
             _, entry = self.c.kv.get(self.keys.meta(meta.name))
-            if entry is not None and (ObjectMeta.from_entry(entry) or meta).version == meta.version:
+            if entry is not None and (self._parsed(entry) or meta).version == meta.version:
                 self.c.kv.delete(self.keys.meta(meta.name), cas=int(entry["ModifyIndex"]))
             self.c.kv.delete(self.keys.pieces(meta.name, meta.version))
 
@@ -120,7 +117,7 @@ class ObjectsKV:
         if entry is None or entry.get("Value") is None:
             return None
         try:
-            return PieceList.from_json(entry["Value"])
+            return PieceList.from_json(entry["Value"], meta, entry.get("Key"))
         except (TypeError, ValueError, KeyError):
             return None
 
