@@ -156,6 +156,16 @@ def _kill_group(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
     proc.wait()
+    # SIGKILL cannot be ignored, but takes effect when each process is next scheduled,
+    # and orphans stay (as zombies) in the group until init reaps them: wait a little
+    # so that, normally, the group is gone when the hook's result is reported.
+    deadline = time.monotonic() + KILL_GRACE
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
 
 
 def _drain(proc: subprocess.Popen) -> bytes:
