@@ -3,8 +3,13 @@
 Like waitress's `adjustments`, each setting is declared once with its converter
 and default; YAML, command-line flags and environment variables all pass through
 the same converters, so a bad value is reported the same way wherever it came
-from: naming the key and the expected form.  `config/tuggle.yaml` documents every
-key; `tests/test_config.py` keeps the two in step.
+from: naming the key, where it came from and the expected form.  `config/tuggle.yaml`
+documents every key; `tests/test_config.py` keeps the two in step.
+
+Invariant: a Config that `load_config` returns is usable as is.  Everything that can
+be checked without the network is checked at load (addresses, ports, finite
+durations, a writable data_dir, readable token and TLS files) and refused with a
+ConfigError naming the key, so no bad setting surfaces later as a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +17,11 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import ipaddress
+import math
 import os
+import re
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,11 +34,15 @@ class ConfigError(ValueError):
     """A setting is missing, unknown or malformed; the message names the key."""
 
 
+_TRUE = ("true", "t", "yes", "on", "1")  # t/f: Go's strconv.ParseBool, which reads CONSUL_HTTP_SSL
+_FALSE = ("false", "f", "no", "off", "0")
+
+
 def _bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
-    if isinstance(v, str) and v.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-        return v.lower() in ("true", "yes", "on", "1")
+    if isinstance(v, str) and v.lower() in _TRUE + _FALSE:
+        return v.lower() in _TRUE
     raise ValueError(f"expected true or false, got {v!r}")
 
 
@@ -65,11 +78,106 @@ def _choice(*choices: str) -> Callable[[Any], str]:
     return conv
 
 
-def _positive_duration(v: Any) -> float:
-    d = parse_duration(v)
-    if d <= 0:
-        raise ValueError(f"expected a positive duration such as 30s or 10m, got {v!r}")
+def _finite(v: Any, expected: str) -> Any:
+    """YAML's .nan and .inf are floats; no size or duration may be one."""
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"expected {expected}, got {v!r}")
+    return v
+
+
+def _duration(v: Any, positive: bool = False) -> float:
+    expected = f"a {'positive ' if positive else ''}duration such as 30s or 10m"
+    d = parse_duration(_finite(v, expected))
+    # Longer waits than threading.TIMEOUT_MAX (about 292 years, Go's longest
+    # time.Duration too) make Event.wait raise OverflowError.
+    if not (0 < d if positive else 0 <= d) or d > threading.TIMEOUT_MAX:
+        raise ValueError(f"expected {expected}, got {v!r}")
     return d
+
+
+def _positive_duration(v: Any) -> float:
+    return _duration(v, positive=True)
+
+
+# Object sizes travel as JSON numbers, exact up to 2**53 (objects/metadata.py MAX_SIZE).
+_MAX_BYTES = 2**53
+
+
+def _size(v: Any) -> int:
+    n = parse_size(_finite(v, "a size such as 50MB or 1.5GiB"))
+    if n > _MAX_BYTES:
+        raise ValueError(f"expected a size of at most 8PiB (2**53 bytes), got {v!r}")
+    return n
+
+
+def _rate(v: Any) -> int | None:
+    n = parse_rate(_finite(v, "a rate such as 50MB or unlimited"))
+    if n is not None and n > _MAX_BYTES:
+        raise ValueError(f"expected a rate of at most 8PiB (2**53 bytes) per second, got {v!r}")
+    return n
+
+
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+
+
+def _is_host(text: str) -> bool:
+    """An IP address or an RFC 1123 host name (dotted digits must be a real IPv4 address)."""
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        pass
+    return bool(_HOSTNAME.fullmatch(text)) and not re.fullmatch(r"[0-9.]+", text)
+
+
+def _host(v: Any) -> str:
+    text = _str(v)
+    if not _is_host(text):
+        raise ValueError(f"expected an IP address or host name such as 0.0.0.0, ::1 or node1.example.com, got {v!r}")
+    return text
+
+
+def _opt_host(v: Any) -> str | None:
+    return None if v in (None, "") else _host(v)
+
+
+def parse_consul_address(text: str) -> tuple[str | None, str, int]:
+    """`host:port` or `http(s)://host:port` (as CONSUL_HTTP_ADDR) -> (scheme or None, host, port).
+    IPv6 hosts are written in brackets ([::1]:8500) and returned without them."""
+    expected = ("expected host:port or http(s)://host:port such as 127.0.0.1:8500 or https://consul.local:8501, "
+                f"got {text!r}")
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = None, text
+    elif scheme == "unix":
+        # Consul's Go client dials unix sockets; py-consul builds http://host:port URLs only.
+        raise ValueError(f"unix sockets ({text!r}) are not supported by the Consul client we use "
+                         "(py-consul); point it at the agent's HTTP address, host:port")
+    elif scheme not in ("http", "https"):
+        raise ValueError(f"unknown scheme {scheme!r}: {expected}")
+    rest = rest[:-1] if rest.endswith("/") else rest
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^:/\[\]]+):([0-9]{1,5})", rest)
+    if not m:
+        raise ValueError(expected)
+    host, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    if m.group(1):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(expected) from None
+    elif not _is_host(host):
+        raise ValueError(expected)
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"port {port} out of range 1-65535: {expected}")
+    return scheme, host, int(port)
+
+
+def _consul_address(v: Any) -> str | None:
+    if v in (None, ""):
+        return None
+    parse_consul_address(_str(v))
+    return _str(v)
 
 
 def _networks(v: Any) -> tuple:
@@ -148,29 +256,37 @@ class Setting:
 # The order here is the order of config/tuggle.yaml.
 SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", _str, "./data"),
-    Setting("bind", _str, "0.0.0.0"),
+    Setting("bind", _host, "0.0.0.0"),
     Setting("port", _int_range(1, 65535), 8900),
     Setting("namespace", _str, "tuggle"),
-    Setting("advertise_address", _opt_str, None),
-    Setting("consul.address", _opt_str, None),
+    Setting("advertise_address", _opt_host, None),
+    Setting("consul.address", _consul_address, None),
     Setting("consul.token", _opt_str, None),
+    Setting("consul.token_file", _opt_str, None),
+    Setting("consul.ssl", _bool, False),
+    Setting("consul.ssl_verify", _bool, True),
+    Setting("consul.ca_file", _opt_str, None),
+    Setting("consul.cert_file", _opt_str, None),
+    Setting("consul.key_file", _opt_str, None),
     Setting("consul.start_timeout", _positive_duration, 60.0),
     Setting("fetch_only", _bool, False),
-    Setting("fetch_rate", parse_rate, None),
-    Setting("serve_rate", parse_rate, None),
+    Setting("fetch_rate", _rate, None),
+    Setting("serve_rate", _rate, None),
     Setting("fetch_timeout", _positive_duration, 600.0),
     Setting("stall_timeout", _positive_duration, 30.0),
     Setting("holder_wait", _positive_duration, 30.0),
-    Setting("min_source_rate", parse_size, 4096),
+    Setting("min_source_rate", _size, 4096),
     Setting("nearest", _int_range(1, 1000), 3),
     Setting("max_fetch_per_source", _int_range(1, 1000), 3),
     Setting("relay", _choice("pipelined", "store-and-forward"), "pipelined"),
     Setting("relay_fanout", _int_range(1, 1000), 1),
     Setting("verify_on_serve", _bool, True),
-    Setting("scrub_interval", parse_duration, 86400.0),
+    Setting("scrub_interval", _duration, 86400.0),
     Setting("tombstone_ttl", _positive_duration, 30 * 86400.0),
-    Setting("max_upload_size", parse_size, 64 * 2**40),
+    Setting("max_upload_size", _size, 64 * 2**40),
     Setting("write_allow", _networks, _networks(["127.0.0.0/8", "::1"])),
+    Setting("write_token", _opt_str, None),
+    Setting("write_token_file", _opt_str, None),
     Setting("threads", _int_range(4, 1024), 64),
     Setting("check_interval", _positive_duration, 10.0),
     Setting("check_timeout", _positive_duration, 5.0),
@@ -181,6 +297,44 @@ SETTINGS: tuple[Setting, ...] = (
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
 
+# Consul's own environment variables (api.DefaultConfig), so one environment serves
+# `consul` and us alike.  They beat the YAML file; flags beat them.
+CONSUL_ENV: tuple[tuple[str, str], ...] = (
+    ("CONSUL_HTTP_ADDR", "consul.address"),
+    ("CONSUL_HTTP_TOKEN", "consul.token"),
+    ("CONSUL_HTTP_TOKEN_FILE", "consul.token_file"),
+    ("CONSUL_HTTP_SSL", "consul.ssl"),
+    ("CONSUL_HTTP_SSL_VERIFY", "consul.ssl_verify"),
+    ("CONSUL_CACERT", "consul.ca_file"),
+    ("CONSUL_CLIENT_CERT", "consul.cert_file"),
+    ("CONSUL_CLIENT_KEY", "consul.key_file"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsulSettings:
+    """How to reach the Consul agent, resolved: what consul/client.py's
+    `make_client_from` builds py-consul's client from."""
+    host: str = "127.0.0.1"  # IPv6 without brackets
+    port: int = 8500
+    scheme: str = "http"
+    token: str | None = dataclasses.field(default=None, repr=False)
+    verify: bool | str = True  # as requests takes it: False, True (system CAs) or a CA bundle path
+    cert: tuple[str, str] | None = None  # client certificate and key files
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @classmethod
+    def from_address(cls, address: str | None, token: str | None = None, ssl: bool = False,
+                     **tls: Any) -> "ConsulSettings":
+        """Consul's rule for the scheme: https if the address says so or `ssl` is set
+        (an explicit http:// never turns TLS off).  Raises ValueError for a bad address."""
+        scheme, host, port = parse_consul_address(address or "127.0.0.1:8500")
+        return cls(host, port, "https" if ssl or scheme == "https" else "http", token, **tls)
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -190,7 +344,13 @@ class Config:
     namespace: str
     advertise_address: str | None
     consul_address: str | None
-    consul_token: str | None
+    consul_token: str | None = dataclasses.field(repr=False)
+    consul_token_file: str | None
+    consul_ssl: bool
+    consul_ssl_verify: bool
+    consul_ca_file: str | None
+    consul_cert_file: str | None
+    consul_key_file: str | None
     consul_start_timeout: float
     fetch_only: bool
     fetch_rate: int | None
@@ -208,6 +368,8 @@ class Config:
     tombstone_ttl: float
     max_upload_size: int
     write_allow: tuple
+    write_token: str | None = dataclasses.field(repr=False)
+    write_token_file: str | None
     threads: int
     check_interval: float
     check_timeout: float
@@ -216,6 +378,27 @@ class Config:
     hooks: dict
     log_level: str
     source: str | None = None  # the YAML file it came from, for handlers that re-read it
+    # The token files' contents, read once at load (a missing file is a ConfigError then).
+    consul_token_from_file: str | None = dataclasses.field(default=None, repr=False)
+    write_token_from_file: str | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def consul_token_value(self) -> str | None:
+        """The ACL token sent to Consul.  Consul's api.NewClient rule: a token file with
+        content wins over a token, wherever either was set."""
+        return self.consul_token_from_file or self.consul_token
+
+    @property
+    def write_token_value(self) -> str | None:
+        """The bearer token PUT/DELETE/POST must carry (on top of write_allow), or None."""
+        return self.write_token or self.write_token_from_file
+
+    @property
+    def consul_settings(self) -> ConsulSettings:
+        verify: bool | str = (self.consul_ca_file or True) if self.consul_ssl_verify else False
+        cert = (self.consul_cert_file, self.consul_key_file) if self.consul_cert_file else None
+        return ConsulSettings.from_address(self.consul_address, self.consul_token_value, self.consul_ssl,
+                                           verify=verify, cert=cert)
 
     @property
     def local_host(self) -> str:
@@ -267,9 +450,14 @@ def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
                 env: dict[str, str] | None = None) -> Config:
-    """Build a Config: defaults < YAML file < environment < explicit overrides (flags)."""
+    """Build a Config: defaults < YAML file < environment < explicit overrides (flags).
+
+    Environment variables are Consul's (CONSUL_ENV); an empty one counts as unset, as in
+    Consul.  Token and TLS files are read or checked here, and data_dir must exist or be
+    creatable, and be writable: every failure is a ConfigError naming the key."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # where each raw value came from, for error messages
     if path is not None:
         p = Path(path)
         try:
@@ -283,14 +471,13 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: expected a mapping of settings at the top level")
         raw.update(_flatten(data))
-    # Consul's own conventions, so one environment serves `consul` and us alike.
-    if env.get("CONSUL_HTTP_ADDR"):
-        raw["consul.address"] = env["CONSUL_HTTP_ADDR"]
-    if env.get("CONSUL_HTTP_TOKEN"):
-        raw["consul.token"] = env["CONSUL_HTTP_TOKEN"]
+        origin.update(dict.fromkeys(raw, f"in {p}"))
+    for var, key in CONSUL_ENV:
+        if env.get(var):
+            raw[key], origin[key] = env[var], f"from environment variable {var}"
     for k, v in (overrides or {}).items():
         if v is not None:
-            raw[k] = v
+            raw[k], origin[k] = v, "from the command line"
     values: dict[str, Any] = {}
     for key, value in raw.items():
         setting = _BY_KEY.get(key)
@@ -300,11 +487,75 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
         try:
             values[key] = setting.convert(value)
         except ValueError as exc:
-            raise ConfigError(f"setting {key!r}: {exc}") from None
+            raise ConfigError(f"setting {key!r} ({origin[key]}): {exc}") from None
     for s in SETTINGS:
         values.setdefault(s.key, s.default)
     if not values["namespace"] or "/" in values["namespace"]:
         raise ConfigError(f"setting 'namespace': expected a non-empty name without '/', got {values['namespace']!r}")
     kwargs = {k.replace(".", "_"): v for k, v in values.items()}
     kwargs["data_dir"] = Path(kwargs["data_dir"]).absolute()
-    return Config(**kwargs, source=str(Path(path).absolute()) if path else None)
+    _check_data_dir(kwargs["data_dir"])
+    _check_tls_files(values)
+    for key in ("consul.token", "write_token"):
+        if values[key] is not None:
+            _check_token(key, values[key])
+    if values["write_token"] and values["write_token_file"]:
+        raise ConfigError("settings 'write_token' and 'write_token_file': set one of them, not both")
+    consul_from_file = _read_token_file("consul.token_file", values["consul.token_file"], empty_ok=True)
+    write_from_file = _read_token_file("write_token_file", values["write_token_file"], empty_ok=False)
+    return Config(**kwargs, source=str(Path(path).absolute()) if path else None,
+                  consul_token_from_file=consul_from_file, write_token_from_file=write_from_file)
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    """data_dir exists and is a writable directory, or can be created (it is not created here)."""
+    if data_dir.exists():
+        if not data_dir.is_dir():
+            raise ConfigError(f"setting 'data_dir': {data_dir} exists and is not a directory")
+        try:  # a real write: os.access says yes to root on a read-only mount or behind an ACL
+            with tempfile.TemporaryFile(dir=data_dir, prefix=".tuggle-write-check-"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"setting 'data_dir': {data_dir} is not writable: {exc.strerror}") from None
+        return
+    parent = data_dir.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"setting 'data_dir': {data_dir} does not exist and cannot be created "
+                          f"({parent} is not a writable directory)")
+
+
+def _check_tls_files(values: dict[str, Any]) -> None:
+    for key in ("consul.ca_file", "consul.cert_file", "consul.key_file"):
+        if values[key] is not None and not os.access(values[key], os.R_OK):
+            raise ConfigError(f"setting {key!r}: cannot read {values[key]}")
+    if bool(values["consul.cert_file"]) != bool(values["consul.key_file"]):
+        # Consul's own rule (api.SetupTLSConfig).
+        raise ConfigError("settings 'consul.cert_file' and 'consul.key_file': both client cert and client key "
+                          "must be provided")
+
+
+def _check_token(key: str, token: str) -> None:
+    # Sent as an HTTP header value: no spaces or control characters (a stray newline
+    # would make every request fail, or inject a header).
+    if not re.fullmatch(r"[\x21-\x7e]+", token):
+        raise ConfigError(f"setting {key!r}: a token must be printable ASCII without spaces")
+
+
+def _read_token_file(key: str, path: str | None, empty_ok: bool) -> str | None:
+    """The stripped content of a token file (None when no file is set or, with
+    `empty_ok`, the file is empty)."""
+    if path is None:
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"setting {key!r}: cannot read token file {path}: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
+    if not token:
+        if empty_ok:
+            return None
+        raise ConfigError(f"setting {key!r}: token file {path} is empty")
+    _check_token(key, token)
+    return token

@@ -29,7 +29,14 @@ def config_options(f):
         click.option("--port", type=int, help="HTTP port [8900]."),
         click.option("--bind", help="Listen address [0.0.0.0]."),
         click.option("--namespace", help="Consul service / KV prefix / event name [tuggle]."),
-        click.option("--consul", "consul_address", help="Consul agent host:port [CONSUL_HTTP_ADDR or 127.0.0.1:8500]."),
+        click.option("--consul", "consul_address",
+                     help="Consul agent host:port or http(s)://host:port [CONSUL_HTTP_ADDR or 127.0.0.1:8500]."),
+        # Consul's own -token-file, -ca-file, -client-cert, -client-key.  No token
+        # flag: a token on the command line is visible to every user in `ps`.
+        click.option("--consul-token-file", help="File holding the Consul ACL token [CONSUL_HTTP_TOKEN_FILE]."),
+        click.option("--consul-ca-file", help="CA bundle for TLS to Consul [CONSUL_CACERT]."),
+        click.option("--consul-client-cert", help="Client certificate for TLS to Consul [CONSUL_CLIENT_CERT]."),
+        click.option("--consul-client-key", help="Client key for TLS to Consul [CONSUL_CLIENT_KEY]."),
         click.option("--fetch-rate", help="Download cap for the whole node: unlimited, 50MB, 1.5GiB ..."),
         click.option("--serve-rate", help="Upload-to-peers cap for the whole node."),
         click.option("--fetch-timeout", help="Give up a fetch after this long [10m]."),
@@ -42,10 +49,19 @@ def config_options(f):
     return f
 
 
+# Flag name -> setting key, where they differ by more than '-' vs '_'.
+_FLAG_KEYS = {
+    "consul_address": "consul.address",
+    "consul_token_file": "consul.token_file",
+    "consul_ca_file": "consul.ca_file",
+    "consul_client_cert": "consul.cert_file",
+    "consul_client_key": "consul.key_file",
+}
+
+
 def load_from_flags(config_path, **flags):
-    overrides = {k: v for k, v in flags.items() if v is not None}
-    if "consul_address" in overrides:
-        overrides["consul.address"] = overrides.pop("consul_address")
+    """Flags beat Consul's environment variables, which beat the YAML file."""
+    overrides = {_FLAG_KEYS.get(k, k): v for k, v in flags.items() if v is not None}
     try:
         return load_config(config_path, overrides)
     except ConfigError as exc:
