@@ -174,8 +174,8 @@ class SyncSpec:
             raise _bad(where, "sync.requested_at", f"is longer than {MAX_REQUESTED_AT} characters")
         try:
             syncfilter.check(self.node, self.service, self.tag)
-        except syncfilter.BadFilter as exc:
-            raise _bad(where, "sync", str(exc)) from None
+        except syncfilter.BadFilter as exc:  # its message names the field: "sync filter node=..."
+            raise BadMetadata(f"{where}: {exc}") from None
 
 
 @dataclass
