@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .options import load_from_flags
-from ..consul.client import consul_errors, make_client
+from ..consul.client import consul_errors, make_client_from
 from ..watches.consul_config import HANDLERS, install
 
 
@@ -30,7 +30,7 @@ def install_watches_command(consul_config_dir, config_path, reload, handler):
     path = install(cfg, config_path, consul_config_dir, handler=handler)
     click.echo(f"wrote {path}")
     if reload:
-        client = make_client(cfg.consul_address, cfg.consul_token)
+        client = make_client_from(cfg)
         with consul_errors(client, "asking the Consul agent to reload"):
             client.agent.reload()
         click.echo("Consul agent reloaded: the watches run now")

@@ -15,7 +15,6 @@ import errno
 import hashlib
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from typing import BinaryIO
 from .. import metrics
 from ..config import Config
 from ..consul.agent import HolderService
-from ..consul.client import ConsulUnavailable, make_client
+from ..consul.client import ConsulUnavailable, make_client_from
 from ..consul.event import fire
 from ..consul.health import HolderFinder
 from ..consul.keys import Keys
@@ -37,6 +36,7 @@ from ..consul.session import RenewedSession
 from ..errors import Deleted, Exists, FetchOnly, Invalid, NoSpace, NotFound, TooLarge, TuggleError
 from ..objects.edges import Edge
 from ..objects.metadata import ObjectMeta, PieceList, SyncSpec, now_rfc3339, piece_size_for
+from ..objects import syncfilter
 from ..objects.names import check_name
 from ..objects.names import object_id as object_id_of
 from ..objects.verify import Digester
@@ -105,7 +105,7 @@ class Node:
 
     @classmethod
     def start(cls, cfg: Config, store: LocalStore | None = None) -> "Node":
-        client = make_client(cfg.consul_address, cfg.consul_token)
+        client = make_client_from(cfg)
         service = HolderService(client, cfg.namespace, cfg.port, cfg.advertise_address,
                                 cfg.check_interval, cfg.check_timeout)
         name = _wait_for_consul(service, cfg.consul_start_timeout)
@@ -163,6 +163,10 @@ class Node:
             sha, digests = digester.finish()
             meta = ObjectMeta(name=name, size=digester.size, sha256=sha, content_type=content_type,
                               piece_size=piece, sync=sync)
+            try:
+                meta.validate()  # what every reader will check: refuse it here, not there
+            except ValueError as exc:
+                raise Invalid(f"{name}: {exc}; nothing stored") from None
             with self.store.lock:
                 if not self.kv.create(meta, PieceList(piece, digests)):
                     raise Exists(f"{name} already exists (created concurrently); nothing changed")
@@ -341,19 +345,8 @@ class Node:
 
     # -- keeping up with Consul -------------------------------------------
     def sync_applies(self, sync: SyncSpec) -> bool:
-        """The same node/service/tag rules Consul applies to filtered events: Go's
-        regexp.MatchString, which matches anywhere in the string (re.search, not re.match)."""
-        try:
-            if sync.node and not re.search(sync.node, self.name):
-                return False
-            if sync.service:
-                if not re.search(sync.service, self.cfg.namespace):
-                    return False
-                if sync.tag and not any(re.search(sync.tag, t) for t in self.service.tags):
-                    return False
-        except re.error:
-            return False
-        return True
+        """The node/service/tag rules Consul applies to filtered events (Go RE2, match anywhere)."""
+        return syncfilter.matches(sync.node, sync.service, sync.tag, self.name, self.cfg.namespace, self.service.tags)
 
     def reconcile(self, register: bool = False) -> dict:
         """Make the node agree with KV: drop copies Consul proves gone, keep the rest

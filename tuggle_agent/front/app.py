@@ -17,9 +17,9 @@ files; streams of in-flight fetches honour a single byte range themselves.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
-import re
 from collections.abc import Callable
 
 from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable
@@ -47,6 +47,7 @@ from ..errors import (
     TuggleError,
     Unavailable,
 )
+from ..objects import syncfilter
 from ..objects.metadata import DEFAULT_CONTENT_TYPE, ObjectMeta, SyncSpec, now_rfc3339
 from ..objects.names import BadName
 from ..watches.dispatch import dispatch
@@ -133,6 +134,11 @@ class TuggleApp:
         if access == WRITE and not self.cfg.allows_write_from(addr):
             raise Forbidden(f"{req.method} from {addr} refused: writes are allowed only from the addresses in "
                             f"the write_allow setting ({', '.join(map(str, self.cfg.write_allow))})")
+        token = self.cfg.write_token_value
+        if access == WRITE and token and not hmac.compare_digest(req.headers.get("Authorization", ""),
+                                                                 f"Bearer {token}"):
+            raise Forbidden(f"{req.method} refused: this node requires a write token "
+                            "(send `Authorization: Bearer <write_token>`)")
 
     # -- listing and node endpoints ----------------------------------------
     def root(self, req: Request) -> Response:
@@ -204,13 +210,10 @@ class TuggleApp:
     def sync_spec(req: Request) -> SyncSpec:
         """?sync's node/service/tag regexes, with Consul's own rules for event filters."""
         filters = {k: req.args.get(k, "") for k in ("node", "service", "tag")}
-        if filters["tag"] and not filters["service"]:
-            raise Invalid("a tag filter needs a service filter too (as in Consul events)")
-        for key, pattern in filters.items():
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise Invalid(f"?{key}={pattern!r} is not a valid regular expression: {exc}") from None
+        try:
+            syncfilter.check(**filters)
+        except syncfilter.BadFilter as exc:
+            raise Invalid(str(exc)) from None
         return SyncSpec(**filters, requested_at=now_rfc3339())
 
     def object_headers(self, meta: ObjectMeta) -> dict:
