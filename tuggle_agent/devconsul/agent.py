@@ -17,16 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .catalog import CONSUL_VERSION, node_record
+from .catalog import node_record
 from .checks import TTLCheck, make_runner
 from .codec import Fields
 from .config import load_watches
 from .coordinate import zone_coordinate
 from .event import EventBuffer, accepts, topic
 from .handler import ProcessGroup, make_handler
-from .request import HTTPError
+from .errors import InvalidRequest, NotFound
 from .server import NodeServer
 from .structs import CheckDef, health_check, parse_check, parse_service
+from .version import CONSUL_VERSION
 from .watch import Plan
 
 if TYPE_CHECKING:
@@ -300,20 +301,19 @@ class Agent:
     # -- checks ---------------------------------------------------------------------------
     def register_check(self, body: Fields) -> None:
         if not body.get("Name"):
-            raise HTTPError(400, "Missing check name")
+            raise InvalidRequest("Missing check name")
         check = parse_check(body)
         self._check_allowed([check])
         with self.store.write() as txn:
             if check.service_id and check.service_id not in self.services:
-                raise HTTPError(404, f'ServiceID "{check.service_id}" does not exist')
+                raise NotFound(f'ServiceID "{check.service_id}" does not exist')
             self._add_check(txn, check)
 
     def _check_allowed(self, checks: list[CheckDef]) -> None:
         if any(c.kind == "script" for c in checks) and not self.cluster.enable_script_checks:
-            raise HTTPError(
-                400,
+            raise InvalidRequest(
                 "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' "
-                "or 'enable_local_script_checks' to true",
+                "or 'enable_local_script_checks' to true"
             )
 
     def _add_check(self, txn, definition: CheckDef) -> None:
@@ -382,9 +382,7 @@ class Agent:
             check = self.checks.get(check_id)
             runner = check.runner if check else None
         if not isinstance(runner, TTLCheck):
-            raise HTTPError(
-                404, f'Unknown check ID "{check_id}". Ensure that the check ID is passed, not the check name.'
-            )
+            raise NotFound(f'Unknown check ID "{check_id}". Ensure that the check ID is passed, not the check name.')
         runner.set_status(status, output)
 
     def set_maintenance(self, check_id: str, name: str, service_id: str, enable: bool, reason: str) -> None:

@@ -9,11 +9,11 @@ import time
 from typing import TYPE_CHECKING
 
 from .agent import MEMBER_ALIVE, MEMBER_FAILED
-from .catalog import CONSUL_VERSION
 from .codec import parse_bool
 from .filter import apply_filter
-from .request import DATACENTER, HTTPError, Request, Response, Routes
+from .request import HTTPError, Request, Response, Routes
 from .structs import STATUSES, agent_service, health_check
+from .version import CONSUL_VERSION, DATACENTER
 
 if TYPE_CHECKING:
     from .agent import Agent

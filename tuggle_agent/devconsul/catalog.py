@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .codec import Fields, go_map
 from .coordinate import sort_near
 from .filter import apply_filter
-from .request import DATACENTER, HTTPError, Request, Response, Routes
+from .request import HTTPError, Request, Response, Routes
 from .state import Interest, Store, Txn
 from .structs import (
     catalog_service,
@@ -21,13 +21,13 @@ from .structs import (
     parse_check,
     parse_service,
 )
+from .version import DATACENTER
 
 if TYPE_CHECKING:
     from .session import Sessions
 
 TOPIC = "catalog"
 INTEREST = Interest.of(TOPIC)
-CONSUL_VERSION = "1.22.0"
 
 routes = Routes()
 

@@ -10,8 +10,10 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .request import DATACENTER, HTTPError, Request, Response, Routes
-from .state import Interest, StateError
+from .request import HTTPError, Request, Response, Routes
+from .errors import StateError
+from .state import Interest
+from .version import DATACENTER
 
 if TYPE_CHECKING:
     from .state import Store

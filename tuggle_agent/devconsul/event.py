@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from .codec import b64, uuid_to_uint64
 from .request import HTTPError, Request, Response, Routes
-from .state import Interest, StateError
+from .errors import StateError
+from .state import Interest
 
 if TYPE_CHECKING:
     from .agent import Agent

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from .codec import b64
 from .request import HTTPError, Request, Response, Routes, meta
-from .state import Interest, StateError, Store, Txn
+from .errors import StateError
+from .state import Interest, Store, Txn
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -10,13 +10,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .codec import Fields, go_json, parse_duration
-from .state import StateError
+from .errors import StateError
+from .version import DATACENTER
 
 if TYPE_CHECKING:
     from .agent import Agent
-
-DATACENTER = "dc1"
-
 
 class HTTPError(Exception):
     """An error with its own status code (Consul's HTTPError)."""

@@ -21,12 +21,26 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from .codec import go_json
 from .config import ConfigError
 from .request import HTTPError, Request, Response, Route
-from .state import StateError
+from .errors import InvalidRequest, NotFound, StateError
 
 if TYPE_CHECKING:
     from .agent import Agent
 
 log = logging.getLogger(__name__)
+
+
+# Consul's HTTP wrapper maps errors to statuses in one place; so does this.
+ERROR_STATUS: dict[type[Exception], int] = {
+    InvalidRequest: 400,
+    NotFound: 404,
+    StateError: 500,
+    ConfigError: 500,
+}
+DOMAIN_ERRORS = tuple(ERROR_STATUS)
+
+
+def status_of(err: Exception) -> int:
+    return next(status for kind, status in ERROR_STATUS.items() if isinstance(err, kind))
 
 
 class Router:
@@ -66,8 +80,8 @@ class Router:
             result = route.handler(req)
         except HTTPError as err:
             return Response.text(err.status, err.reason, err.headers)
-        except (StateError, ConfigError) as err:
-            return Response.text(500, str(err))
+        except DOMAIN_ERRORS as err:
+            return Response.text(status_of(err), str(err))
         except Exception as err:  # a bug here must not kill the connection thread
             req.agent.log.exception("%s %s failed", req.method, req.path)
             return Response.text(500, f"internal error: {err}")

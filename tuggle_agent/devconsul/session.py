@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from .codec import Fields, format_duration, parse_duration
 from .request import HTTPError, Request, Response, Routes
-from .state import Interest, StateError, Store, Txn
+from .errors import InvalidRequest, StateError
+from .state import Interest, Store, Txn
 
 if TYPE_CHECKING:
     from .kv import KV
@@ -35,11 +36,11 @@ def _lock_delay(value: object) -> float:
         try:
             seconds = parse_duration(value)
         except ValueError as err:
-            raise HTTPError(400, f"Request decode failed: {err}") from err
+            raise InvalidRequest(f"Request decode failed: {err}") from err
         return seconds * 1e9 if seconds * 1e9 < 1000 else seconds
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value) if value < 1000 else value / 1e9
-    raise HTTPError(400, "Request decode failed: invalid LockDelay")
+    raise InvalidRequest("Request decode failed: invalid LockDelay")
 
 
 class Sessions:

@@ -21,10 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class StateError(Exception):
-    """An error of the state store or RPC layer; the HTTP layer answers 500."""
-
-
 @dataclass(frozen=True)
 class Interest:
     """Topics a blocking query depends on: exact names and name prefixes."""
