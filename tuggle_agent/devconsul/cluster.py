@@ -1,25 +1,25 @@
 """DevCluster: N simulated Consul server agents in this process, sharing one
-state store, each with its own HTTP port, local state and watches."""
+state store, each with its own HTTP port, local state and watches.
+
+This is where the layers meet: it builds the servers' Datacenter (state/),
+the agents (node/) and hands each agent the HTTP listener (http/) it serves
+on, so that none of those packages needs to import a higher one.
+"""
 
 from __future__ import annotations
 
 import http.client
-import itertools
 import logging
 import random
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .agent import Agent
-from .catalog import Catalog
-from .coordinate import DIMENSIONS, coordinate, set_coordinate
-from .event import topic as event_topic
-from .kv import KV
-from .session import Sessions
-from .state import Store
-from .timers import Scheduler
+from .http.server import NodeServer
+from .node.agent import Agent, AgentSettings
+from .state.coordinates import DIMENSIONS, coordinate, set_coordinate
+from .state.datacenter import Datacenter
+from .state.events import topic as event_topic
 from .timings import Timings
 
 log = logging.getLogger("tuggle_agent.devconsul")
@@ -52,18 +52,12 @@ class DevCluster:
         self.size = nodes
         self.zones = zones
         self.http_port = http_port
-        self.config_dirs = [Path(p) for p in config_dirs]
         self.timings = timings or Timings()
-        self.env = dict(env or {})
-        self.enable_script_checks = enable_script_checks
-        self.store = Store()
-        self.scheduler = Scheduler()
-        self.kv = KV(self.store)
-        self.sessions = Sessions(self.store, self.kv, self.scheduler, self.timings)
-        self.catalog = Catalog(self.store, self.sessions)
+        self.settings = AgentSettings(tuple(Path(p) for p in config_dirs), dict(env or {}), enable_script_checks)
+        self.datacenter = Datacenter(self.timings)
+        self.store, self.kv = self.datacenter.store, self.datacenter.kv
+        self.sessions, self.catalog = self.datacenter.sessions, self.datacenter.catalog
         self.nodes: list[Agent] = []
-        self._lamport = itertools.count(1)
-        self._lamport_lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> DevCluster:
@@ -88,7 +82,15 @@ class DevCluster:
         for _ in range(1 if self.http_port else 50):
             base = self.http_port or random.randrange(*PORT_RANGE)
             agents = [
-                Agent(self, i, base + i - 1, zone=(i - 1) % self.zones, member=(i - 1) // self.zones)
+                Agent(
+                    self.datacenter,
+                    self.settings,
+                    NodeServer,
+                    i,
+                    base + i - 1,
+                    zone=(i - 1) % self.zones,
+                    member=(i - 1) // self.zones,
+                )
                 for i in range(1, self.size + 1)
             ]
             try:
@@ -101,6 +103,7 @@ class DevCluster:
                     raise OSError(f"cannot listen on 127.0.0.1:{agent.port}: {err}") from err
                 continue
             self.nodes = agents
+            self.datacenter.members[:] = agents
             return
         raise OSError(f"no {self.size} contiguous free ports found in {PORT_RANGE}")
 
@@ -108,8 +111,7 @@ class DevCluster:
         for agent in self.nodes:
             agent.stop()
             agent.unbind()
-        self.sessions.clear()
-        self.scheduler.stop()
+        self.datacenter.stop()
 
     def wait_ready(self, timeout: float = 10.0) -> DevCluster:
         """Return once every running node answers /v1/status/leader."""
@@ -138,9 +140,6 @@ class DevCluster:
         import consul
 
         return consul.Consul(host="127.0.0.1", port=self.node(name).port, **kwargs)
-
-    def leader_addr(self) -> str:
-        return next((a.server_addr for a in self.nodes if a.running), "")
 
     # -- failures and restarts -----------------------------------------------------------------
     def stop_node(self, name: str) -> None:
@@ -191,15 +190,6 @@ class DevCluster:
                         self.catalog.remove_check(txn, node, check_id)
                 store.coordinates[node] = dict(ours[node].initial_coordinate)
             txn.touch("coordinates", "coordinates")
-
-    # -- events ----------------------------------------------------------------------------
-    def fire_event(self, event: dict) -> None:
-        """Gossip: every live node gets the event with one Lamport time and
-        applies its own filters."""
-        with self._lamport_lock:
-            ltime = next(self._lamport)
-        for agent in self.nodes:
-            agent.receive_event({**event, "LTime": ltime})
 
 
 def _answers(port: int) -> bool:

@@ -8,31 +8,34 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from .agent import MEMBER_ALIVE, MEMBER_FAILED
-from .codec import parse_bool
+from ..codec import parse_bool
+from ..state.structs import STATUSES, agent_service, health_check
+from ..version import CONSUL_VERSION, DATACENTER
 from .filter import apply_filter
 from .request import HTTPError, Request, Response, Routes
-from .structs import STATUSES, agent_service, health_check
-from .version import CONSUL_VERSION, DATACENTER
 
 if TYPE_CHECKING:
-    from .agent import Agent
+    from ..node.agent import Agent
+    from ..state.datacenter import Member
 
 routes = Routes()
+MEMBER_ALIVE, MEMBER_FAILED = 1, 4  # serf member status codes
 LOG_LEVELS = ("trace", "debug", "info", "warn", "err", "error", "warning")
 
 
-def member(agent: Agent, wan: bool = False) -> dict:
-    name = f"{agent.name}.{DATACENTER}" if wan else agent.name
+def member(node: Member, size: int, wan: bool = False) -> dict:
+    """A serf member as agent/members and agent/self show it; `size` is the
+    number of servers the cluster expects."""
+    name = f"{node.name}.{DATACENTER}" if wan else node.name
     tags = {
         "acls": "0",
         "build": f"{CONSUL_VERSION}:devconsul",
         "dc": DATACENTER,
-        "expect": "0" if agent.cluster.size == 1 else str(agent.cluster.size),
+        "expect": "0" if size == 1 else str(size),
         "ft_fs": "1",
         "ft_si": "1",
-        "id": agent.node_id,
-        "port": str(agent.server_port),
+        "id": node.node_id,
+        "port": str(node.server_port),
         "raft_vsn": "3",
         "role": "consul",
         "segment": "",
@@ -43,10 +46,10 @@ def member(agent: Agent, wan: bool = False) -> dict:
     }
     return {
         "Name": name,
-        "Addr": agent.address,
-        "Port": agent.serf_port,
+        "Addr": node.address,
+        "Port": node.serf_port,
         "Tags": tags,
-        "Status": MEMBER_ALIVE if agent.running else MEMBER_FAILED,
+        "Status": MEMBER_ALIVE if node.running else MEMBER_FAILED,
         "ProtocolMin": 1,
         "ProtocolMax": 5,
         "ProtocolCur": 2,
@@ -59,7 +62,6 @@ def member(agent: Agent, wan: bool = False) -> dict:
 @routes.add("/v1/agent/self", "GET")
 def agent_self(req: Request) -> Response:
     agent = req.agent
-    cluster = agent.cluster
     config = {
         "Datacenter": DATACENTER,
         "PrimaryDatacenter": DATACENTER,
@@ -71,7 +73,7 @@ def agent_self(req: Request) -> Response:
         "Version": CONSUL_VERSION,
         "BuildDate": "2025-10-14T00:00:00Z",
     }
-    leader = cluster.leader_addr()
+    leader = agent.datacenter.leader_addr()
     stats = {
         "agent": {"check_monitors": "0", "check_ttls": "0", "checks": str(len(agent.checks)), "services": str(len(agent.services))},
         "consul": {
@@ -90,7 +92,7 @@ def agent_self(req: Request) -> Response:
             "Config": config,
             "DebugConfig": {"NodeName": agent.name, "Datacenter": DATACENTER, "ClientAddrs": [agent.address], "HTTPPort": agent.port},
             "Coord": coord,
-            "Member": member(agent),
+            "Member": member(agent, len(agent.datacenter.members)),
             "Stats": stats,
             "Meta": {"consul-network-segment": "", "consul-version": CONSUL_VERSION},
             "xDS": {"SupportedProxies": {"envoy": []}, "Port": -1, "Ports": {"Plaintext": -1, "TLS": -1}},
@@ -101,7 +103,7 @@ def agent_self(req: Request) -> Response:
 @routes.add("/v1/agent/members", "GET")
 def agent_members(req: Request) -> Response:
     wan = req.has("wan")
-    return Response.json([member(a, wan) for a in req.agent.cluster.nodes])
+    return Response.json([member(m, len(req.agent.datacenter.members), wan) for m in req.agent.datacenter.members])
 
 
 @routes.add("/v1/agent/services", "GET")
@@ -283,5 +285,5 @@ def agent_force_leave(req: Request) -> Response:
 @routes.add("/v1/agent/leave", "PUT")
 def agent_leave(req: Request) -> Response:
     # Answer first, then shut this node down, as the real agent does.
-    threading.Timer(0.05, req.agent.cluster.stop_node, args=(req.agent.name,)).start()
+    threading.Timer(0.05, req.agent.stop).start()
     return Response()

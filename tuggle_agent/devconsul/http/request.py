@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .codec import Fields, go_json, parse_duration
-from .errors import StateError
-from .version import DATACENTER
+from ..codec import Fields, go_json, parse_duration
+from ..errors import StateError
+from ..version import DATACENTER
 
 if TYPE_CHECKING:
-    from .agent import Agent
+    from ..node.agent import Agent
 
 class HTTPError(Exception):
     """An error with its own status code (Consul's HTTPError)."""

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import Fields, format_duration, go_map, parse_duration
-from .errors import InvalidRequest
-from .version import DATACENTER
+from ..codec import Fields, format_duration, go_map, parse_duration
+from ..errors import InvalidRequest
+from ..version import DATACENTER
 
 # Consul's snake_case / legacy aliases that do not fold to the field name.
 CHECK_ALIASES = {"scriptargs": "args"}

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .catalog import INTEREST, Catalog
-from .codec import parse_bool
+from ..codec import parse_bool
+from ..state.catalog import INTEREST, Catalog
+from ..state.structs import STATUSES, node_service
 from .coordinate import sort_near
 from .filter import apply_filter
 from .request import HTTPError, Request, Response, Routes
-from .structs import STATUSES, node_service
 
 routes = Routes()
 

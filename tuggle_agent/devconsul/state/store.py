@@ -1,8 +1,9 @@
 """The replicated state every node shares, and blocking queries over it.
 
 One lock, one raft-like index and per-table indexes, as on Consul servers.
-Area modules (kv, session, catalog, coordinate) own the logic on their tables;
-this module only provides the transaction and wake-up machinery.
+The modules beside this one (kv, sessions, catalog, coordinates) own the
+logic on their tables; this module only provides the transaction and
+wake-up machinery.
 
 Blocking: each waiting query registers the topics it depends on ("kv:<key>",
 a "kv:<prefix>" prefix, "catalog", ...). A write transaction records the

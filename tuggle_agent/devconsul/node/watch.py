@@ -22,9 +22,9 @@ from email.message import Message
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from .codec import go_json, uuid_to_uint64
-from .config import WatchSpec
-from .timings import Timings
+from ..codec import go_json, uuid_to_uint64
+from ..config import WatchSpec
+from ..timings import Timings
 
 Handler = Callable[[int, bytes], None]
 

@@ -1,6 +1,7 @@
 """The HTTP listener of one node: stdlib ThreadingHTTPServer (a thread per
 connection, HTTP/1.1 keep-alive, Content-Length always set) and the router
-that maps `/v1/...` paths onto the endpoint functions of the area modules.
+that maps `/v1/...` paths onto the endpoint functions of the area modules
+(one module per Consul API area beside this one).
 
 A thread per connection lets hundreds of blocking queries wait without
 starving other requests; the state's targeted wake-ups keep them cheap.
@@ -18,13 +19,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .codec import go_json
-from .config import ConfigError
+from ..codec import go_json
+from ..config import ConfigError
+from ..errors import InvalidRequest, NotFound, StateError
+from . import agent as agent_area
+from . import catalog, coordinate, event, health, kv, session, status, ui
 from .request import HTTPError, Request, Response, Route
-from .errors import InvalidRequest, NotFound, StateError
 
 if TYPE_CHECKING:
-    from .agent import Agent
+    from ..node.agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +95,8 @@ class Router:
 
 
 def default_router() -> Router:
-    from . import (
-        agent_endpoint,
-        catalog,
-        coordinate,
-        event,
-        health,
-        kv,
-        session,
-        status,
-        ui,
-    )
-
-    modules = (agent_endpoint, catalog, coordinate, event, health, kv, session, status, ui)
-    return Router([route for module in modules for route in module.routes.table])
+    areas = (agent_area, catalog, coordinate, event, health, kv, session, status, ui)
+    return Router([route for area in areas for route in area.routes.table])
 
 
 _router: Router | None = None
