@@ -1,6 +1,6 @@
 """dc1's servers as one object: the replicated tables (store, KV, sessions,
-catalog), the timer thread they share, and the LAN pool every agent joins
-(who leads, and gossip of user events).
+catalog, ACLs), the timer thread they share, and the LAN pool every agent
+joins (who leads, and gossip of user events).
 
 The servers know agents only as serf members -- the `Member` protocol below
 -- so this layer never imports the agent or HTTP code built on top of it.
@@ -13,6 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Protocol
 
 from ..timers import Scheduler
+from .acl import ACL, ACLConfig
 from .catalog import Catalog
 from .kv import KV
 from .sessions import Sessions
@@ -37,13 +38,14 @@ class Member(Protocol):
 
 
 class Datacenter:
-    def __init__(self, timings: Timings):
+    def __init__(self, timings: Timings, acl: ACLConfig | None = None):
         self.timings = timings
         self.store = Store()
         self.scheduler = Scheduler()
         self.kv = KV(self.store)
         self.sessions = Sessions(self.store, self.kv, self.scheduler, timings)
         self.catalog = Catalog(self.store, self.sessions)
+        self.acl = ACL(self.store, acl or ACLConfig())
         self.members: list[Member] = []
         self._lamport = itertools.count(1)
         self._lamport_lock = threading.Lock()

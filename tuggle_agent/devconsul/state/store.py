@@ -71,7 +71,7 @@ class Store:
     """Shared tables of the simulated servers. Rows are plain dicts/objects
     owned by the area modules; everything is read and written under `lock`."""
 
-    TABLES = ("kvs", "tombstones", "sessions", "nodes", "services", "checks", "coordinates")
+    TABLES = ("kvs", "tombstones", "sessions", "nodes", "services", "checks", "coordinates", "acl_policies", "acl_tokens")
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -93,6 +93,8 @@ class Store:
             self.checks: dict[str, dict[str, dict]] = {}
             self.coordinates: dict[str, dict] = {}
             self.service_index: dict[str, int] = {}
+            self.acl_policies: dict[str, dict] = {}
+            self.acl_tokens: dict[str, dict] = {}
 
     def max_index(self, *tables: str) -> int:
         return max(self.table_index[t] for t in tables)
