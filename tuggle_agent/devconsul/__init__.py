@@ -27,6 +27,10 @@ Behaviour worth knowing (see the module docstrings for details):
 * A missing config dir only logs a warning (Consul would refuse to start).
 * `Agent.inject_errors(n, status)` makes a node's next n requests fail, to
   exercise clients' (and watches') error paths.
+* `DevCluster(acl=True, acl_master_token=...)` turns on Consul's ACLs with
+  default policy deny (each http/ module says what it enforces). Note
+  that py-consul 1.8 sends no token on event.list, coordinate.nodes,
+  agent.self and agent.members, so under ACLs those act as anonymous.
 """
 
 from .cluster import DevCluster

@@ -12,11 +12,13 @@ import http.client
 import logging
 import random
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from .http.server import NodeServer
 from .node.agent import Agent, AgentSettings
+from .state.acl import ACLConfig
 from .state.coordinates import DIMENSIONS, coordinate, set_coordinate
 from .state.datacenter import Datacenter
 from .state.events import topic as event_topic
@@ -33,6 +35,12 @@ class DevCluster:
     Node i (1..N) is `node<i>` on port http_port+i-1 (or N contiguous free
     ports when http_port is None). Zones are assigned round-robin: node i is
     in zone (i-1) % zones. Use as a context manager or call start()/stop().
+
+    acl=True turns on Consul's ACLs with default_policy "deny":
+    `acl_master_token` becomes the initial management token's SecretID (a
+    random UUID when not given; read it back from `acl_master_token`), and
+    `agent_token` (default: the master token) is what the nodes' config-dir
+    watches send when their definition has no `token`.
     """
 
     def __init__(
@@ -44,6 +52,9 @@ class DevCluster:
         timings: Timings | None = None,
         env: Mapping[str, str] | None = None,
         enable_script_checks: bool = False,
+        acl: bool = False,
+        acl_master_token: str | None = None,
+        agent_token: str | None = None,
     ):
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
@@ -53,8 +64,12 @@ class DevCluster:
         self.zones = zones
         self.http_port = http_port
         self.timings = timings or Timings()
-        self.settings = AgentSettings(tuple(Path(p) for p in config_dirs), dict(env or {}), enable_script_checks)
-        self.datacenter = Datacenter(self.timings)
+        self.acl_master_token = (acl_master_token or str(uuid.uuid4())) if acl else None
+        self.agent_token = (agent_token or self.acl_master_token) if acl else None
+        self.settings = AgentSettings(
+            tuple(Path(p) for p in config_dirs), dict(env or {}), enable_script_checks, self.agent_token or ""
+        )
+        self.datacenter = Datacenter(self.timings, ACLConfig(acl, self.acl_master_token or ""))
         self.store, self.kv = self.datacenter.store, self.datacenter.kv
         self.sessions, self.catalog = self.datacenter.sessions, self.datacenter.catalog
         self.nodes: list[Agent] = []
@@ -126,7 +141,8 @@ class DevCluster:
     def ready_line(self) -> str:
         first, last = self.nodes[0].port, self.nodes[-1].port
         ports = f"{first}-{last}" if last != first else str(first)
-        return f"devconsul ready: {self.size} node{'s' if self.size > 1 else ''}, http 127.0.0.1:{ports}"
+        line = f"devconsul ready: {self.size} node{'s' if self.size > 1 else ''}, http 127.0.0.1:{ports}"
+        return line + (f", acl default deny, master token {self.acl_master_token}" if self.acl_master_token else "")
 
     # -- node access ---------------------------------------------------------------------
     def node(self, name: str) -> Agent:
@@ -167,7 +183,8 @@ class DevCluster:
 
     def reset(self) -> None:
         """Back to a fresh cluster with the same nodes up: no KV, sessions,
-        events, registered services/checks or extra catalog nodes."""
+        events, registered services/checks, extra catalog nodes, or ACL
+        policies and tokens but the built-in ones."""
         store = self.store
         with store.write() as txn:
             for session_id in list(store.sessions):
@@ -190,6 +207,7 @@ class DevCluster:
                         self.catalog.remove_check(txn, node, check_id)
                 store.coordinates[node] = dict(ours[node].initial_coordinate)
             txn.touch("coordinates", "coordinates")
+        self.datacenter.acl.reset()
 
 
 def _answers(port: int) -> bool:

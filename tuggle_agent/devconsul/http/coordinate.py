@@ -1,10 +1,14 @@
 """Coordinate endpoints (`/v1/coordinate/`) and `?near=` sorting for the
-catalog and health endpoints."""
+catalog and health endpoints.
+
+ACLs: reads leave out nodes without node:read; an update needs node:write.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..state.acl_rules import WRITE
 from ..state.coordinates import HEIGHT, TOPIC, coordinate, coordinate_rows, set_coordinate, sort_by_distance
 from ..state.store import Interest
 from ..version import DATACENTER
@@ -32,7 +36,7 @@ def _read(req: Request, node: str | None) -> Response:
     store = req.agent.store
 
     def run():
-        rows = coordinate_rows(store, node)
+        rows = req.visible(coordinate_rows(store, node), lambda r: req.authz.can_read_node(r["Node"]))
         return store.max_index("coordinates"), rows, bool(rows) or node is None
 
     index, rows = req.blocking_read(Interest.of(TOPIC), run)
@@ -65,5 +69,6 @@ def coordinate_update(req: Request) -> Response:
         )
     except (TypeError, ValueError) as err:
         raise HTTPError(400, f"Request decode failed: {err}") from err
+    req.authz.require("node", body.get("Node", ""), WRITE)
     set_coordinate(req.agent.store, body.get("Node", ""), value, strict=False)
     return Response.json(True)

@@ -21,9 +21,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..codec import go_json
 from ..config import ConfigError
-from ..errors import InvalidRequest, NotFound, StateError
+from ..errors import ACLDisabled, InvalidRequest, NotFound, PermissionDenied, StateError
 from . import agent as agent_area
-from . import catalog, coordinate, event, health, kv, session, status, ui
+from . import acl, agent_services, catalog, coordinate, event, health, kv, session, status, ui
 from .request import HTTPError, Request, Response, Route
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # Consul's HTTP wrapper maps errors to statuses in one place; so does this.
 ERROR_STATUS: dict[type[Exception], int] = {
     InvalidRequest: 400,
+    ACLDisabled: 401,
+    PermissionDenied: 403,
     NotFound: 404,
     StateError: 500,
     ConfigError: 500,
@@ -89,13 +91,17 @@ class Router:
             req.agent.log.exception("%s %s failed", req.method, req.path)
             return Response.text(500, f"internal error: {err}")
         resp = result if isinstance(result, Response) else Response.json(result)
+        if req.filtered and req.token:
+            # Only for a request that presented a token: telling anonymous
+            # callers that something is hidden would leak (Consul does the same).
+            resp.headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
         if req.has("pretty") and resp.headers.get("Content-Type") == "application/json" and resp.body:
             resp.body = (go_json(json.loads(resp.body), indent=4) + "\n").encode()
         return resp
 
 
 def default_router() -> Router:
-    areas = (agent_area, catalog, coordinate, event, health, kv, session, status, ui)
+    areas = (acl, agent_area, agent_services, catalog, coordinate, event, health, kv, session, status, ui)
     return Router([route for area in areas for route in area.routes.table])
 
 
@@ -157,7 +163,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _write(self, resp: Response) -> None:
         reason = HTTPStatus(resp.status).phrase if resp.status in HTTPStatus._value2member_map_ else ""
-        headers = {"X-Consul-Default-Acl-Policy": "allow", **resp.headers}
+        config = self.server.agent.datacenter.acl.config
+        headers = {"X-Consul-Default-Acl-Policy": config.default_policy if config.enabled else "allow", **resp.headers}
         headers["Content-Length"] = str(len(resp.body))
         headers["Date"] = formatdate(usegmt=True)
         # Go canonicalises header names (X-Consul-Knownleader); so do we.

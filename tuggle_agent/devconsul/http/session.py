@@ -1,8 +1,13 @@
 """Session endpoints (`/v1/session/`): create, destroy, renew and the
-blocking reads of the session table."""
+blocking reads of the session table.
+
+ACLs: creating, renewing or destroying a session needs session:write on the
+session's node; reads leave out the sessions of nodes without session:read.
+"""
 
 from __future__ import annotations
 
+from ..state.acl_rules import READ, WRITE
 from ..state.sessions import TOPIC
 from ..state.store import Interest
 from .request import HTTPError, Request, Response, Routes
@@ -19,14 +24,26 @@ def _session_id(req: Request) -> str:
 @routes.add("/v1/session/create", "PUT")
 def session_create(req: Request) -> Response:
     req.check_dc()
-    session_id = req.agent.sessions.create(req.fields(), req.agent.name)
+    body = req.fields()
+    req.authz.require("session", body.get("Node", "") or req.agent.name, WRITE)
+    session_id = req.agent.sessions.create(body, req.agent.name)
     return Response.json({"ID": session_id})
+
+
+def _require_write(req: Request, session_id: str) -> bool:
+    """session:write on the node of an existing session; False if none."""
+    session = req.agent.sessions.get(session_id)
+    if session is not None:
+        req.authz.require("session", session["Node"], WRITE)
+    return session is not None
 
 
 @routes.add("/v1/session/destroy/", "PUT")
 def session_destroy(req: Request) -> Response:
     req.check_dc()
-    req.agent.sessions.destroy(_session_id(req))
+    session_id = _session_id(req)
+    if _require_write(req, session_id):
+        req.agent.sessions.destroy(session_id)
     return Response.json(True)
 
 
@@ -34,15 +51,20 @@ def session_destroy(req: Request) -> Response:
 def session_renew(req: Request) -> Response:
     req.check_dc()
     session_id = _session_id(req)
-    session = req.agent.sessions.renew(session_id)
+    session = req.agent.sessions.renew(session_id) if _require_write(req, session_id) else None
     if session is None:
         raise HTTPError(404, f"Session id '{session_id}' not found")
     return Response.json([session])
 
 
 def _read(req: Request, **selector: str) -> Response:
-    sessions = req.agent.sessions
-    index, result = req.blocking_read(Interest.of(TOPIC), lambda: sessions.query(**selector))
+    sessions, authz = req.agent.sessions, req.authz
+
+    def run():
+        index, result, found = sessions.query(**selector)
+        return index, req.visible(result, lambda s: authz.can("session", s["Node"], READ)), found
+
+    index, result = req.blocking_read(Interest.of(TOPIC), run)
     return Response.json(result, index=index, leader=True)
 
 

@@ -50,11 +50,13 @@ SERVER_PORT_BASE, SERF_PORT_BASE, PORT_STRIDE = 8300, 8301, 10
 class AgentSettings:
     """What every simulated agent's config would say: config dirs for
     watches ('{node}' becomes the node name), extra environment for watch
-    handlers, and whether script checks are allowed."""
+    handlers, whether script checks are allowed, and the token the agent's
+    own watches use when they name none (with ACLs on)."""
 
     config_dirs: tuple[Path, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     enable_script_checks: bool = False
+    agent_token: str = ""
 
 
 class Listener(Protocol):
@@ -224,7 +226,7 @@ class Agent:
         self.plans = []
         for spec in specs:
             handler = make_handler(spec, env, self.procs, self.log)
-            plan = Plan(spec, self.port, handler, self.timings, self.log.getChild("watch"))
+            plan = Plan(spec, self.port, handler, self.timings, self.log.getChild("watch"), self.settings.agent_token)
             self.plans.append(plan)
             plan.start()
 
@@ -271,11 +273,19 @@ class Agent:
         return health_check(self.name, check.definition, check.status, check.output, service)
 
     # -- services -------------------------------------------------------------------------
-    def register_service(self, body: Fields, replace_checks: bool) -> None:
+    def register_service(self, body: Fields, replace_checks: bool, vet: Callable[[dict], None] = lambda s: None) -> None:
+        """Register a service with its checks (and its sidecar). `vet` sees
+        every service to register before anything changes and may refuse it
+        by raising (the HTTP layer's ACL check)."""
         service, checks = parse_service(body)
         self._check_allowed(checks)
         sidecar = self._sidecar(service, body.sub("Connect"))
+        vet(service)
+        if sidecar is not None:
+            vet(parse_service(sidecar)[0])
         with self.store.write() as txn:
+            if sidecar is not None:
+                self.sidecars[service["ID"]] = f"{service['ID']}-sidecar-proxy"
             self.services[service["ID"]] = service
             self.catalog.ensure_service(txn, self.name, dict(service))
             wanted = {c.check_id for c in checks}
@@ -286,7 +296,7 @@ class Agent:
             for check in checks:
                 self._add_check(txn, check)
         if sidecar is not None:
-            self.register_service(sidecar, replace_checks=False)
+            self.register_service(sidecar, replace_checks=False, vet=vet)
 
     def _sidecar(self, service: dict, connect: Fields) -> Fields | None:
         """Connect.SidecarService registers a `<id>-sidecar-proxy` service
@@ -312,7 +322,6 @@ class Agent:
             "Meta": service["Meta"],
             "Proxy": proxy,
         }
-        self.sidecars[service["ID"]] = defaults["ID"]
         return Fields({**defaults, **(connect.get("SidecarService") or {})})
 
     def deregister_service(self, service_id: str) -> None:

@@ -35,7 +35,8 @@ def node_record(name: str, node_id: str, address: str, meta: dict | None = None)
     }
 
 
-def _same(old: dict | None, new: dict) -> bool:
+def same_record(old: dict | None, new: dict) -> bool:
+    """Equal but for the raft indexes (an unchanged write changes nothing)."""
     if old is None:
         return False
     strip = ("CreateIndex", "ModifyIndex")
@@ -50,7 +51,7 @@ class Catalog:
     # -- writes (inside store.write()) --------------------------------------------
     def _stamp(self, txn: Txn, table: str, old: dict | None, new: dict) -> dict | None:
         """Give `new` its indexes unless it equals `old` (then: no write)."""
-        if _same(old, new):
+        if same_record(old, new):
             return None
         index = txn.touch(table, TOPIC)
         new["CreateIndex"] = old["CreateIndex"] if old else index

@@ -65,6 +65,7 @@ def serf_size(event: dict, payload: bytes) -> int:
 
 
 def make_event(name: str, payload: bytes, node: str, service: str, tag: str) -> dict:
+    """A new event, its filters validated as the agent's UserEvent does."""
     if not name:
         raise StateError("User event missing name")
     if tag and not service:
@@ -72,7 +73,7 @@ def make_event(name: str, payload: bytes, node: str, service: str, tag: str) -> 
     for kind, pattern in (("node", node), ("service", service), ("tag", tag)):
         if pattern:
             _compile(kind, pattern)
-    event = {
+    return {
         "ID": str(uuid.uuid4()),
         "Name": name,
         "Payload": b64(payload),
@@ -82,9 +83,12 @@ def make_event(name: str, payload: bytes, node: str, service: str, tag: str) -> 
         "Version": VERSION,
         "LTime": 0,
     }
+
+
+def check_size(event: dict, payload: bytes) -> None:
+    """Serf's limit, hit when the event is sent: after the ACL check."""
     if serf_size(event, payload) > SERF_LIMIT:
         raise StateError(f"user event exceeds limit of {SERF_LIMIT} bytes")
-    return event
 
 
 def accepts(event: dict, node: str, services: dict[str, dict]) -> bool:

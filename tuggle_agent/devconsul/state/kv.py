@@ -85,19 +85,6 @@ class KV:
         entries = self._under(prefix)
         return self._prefix_index(prefix, entries), entries, bool(entries)
 
-    def keys(self, prefix: str, separator: str) -> tuple[int, list[str], bool]:
-        entries = self._under(prefix)
-        keys: list[str] = []
-        for entry in entries:
-            key = entry.key
-            if separator:
-                cut = key.find(separator, len(prefix))
-                if cut >= 0:
-                    key = key[: cut + len(separator)]
-            if not keys or keys[-1] != key:
-                keys.append(key)
-        return self._prefix_index(prefix, entries), keys, bool(keys)
-
     def in_lock_delay(self, key: str) -> bool:
         return self.store.lock_delay.get(key, 0.0) > time.monotonic()
 
@@ -174,3 +161,18 @@ class KV:
 
     def keys_held_by(self, session: str) -> list[str]:
         return [k for k, e in self.store.kvs.items() if e.session == session]
+
+
+def fold_keys(entries: Iterable[Entry], prefix: str, separator: str) -> list[str]:
+    """The ?keys listing: with a separator, everything after the first one
+    that follows the prefix folds into one "directory" key."""
+    keys: list[str] = []
+    for entry in entries:
+        key = entry.key
+        if separator:
+            cut = key.find(separator, len(prefix))
+            if cut >= 0:
+                key = key[: cut + len(separator)]
+        if not keys or keys[-1] != key:
+            keys.append(key)
+    return keys

@@ -128,6 +128,11 @@ class Sessions:
             if self._timers.get(session_id) is timer:
                 self.invalidate(txn, session_id)
 
+    def get(self, session_id: str) -> dict | None:
+        with self.store.lock:
+            session = self.store.sessions.get(session_id)
+            return dict(session) if session else None
+
     def renew(self, session_id: str) -> dict | None:
         with self.store.lock:
             session = self.store.sessions.get(session_id)
