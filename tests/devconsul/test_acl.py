@@ -15,8 +15,7 @@ from click.testing import CliRunner
 from tests.cluster import free_port_range
 from tuggle_agent.devconsul.cli import devconsul_command
 
-from .test_cli import BIN, _readline
-from .test_watches import Recorder, write_config
+from .helpers import BIN, Recorder, readline, write_config
 
 MASTER = "6a1f3c2e-0d4b-4f5a-9e8d-7c6b5a4f3e2d"
 ANONYMOUS_ID = "00000000-0000-0000-0000-000000000002"
@@ -284,7 +283,7 @@ def test_cli_acl_flags(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     try:
-        line = _readline(proc, 15)
+        line = readline(proc, 15)
         assert line == f"devconsul ready: 1 node, http 127.0.0.1:{port}, acl default deny, master token {MASTER}"
         url = f"http://127.0.0.1:{port}/v1/kv/x"
         assert requests.get(url, timeout=5).status_code == 403
