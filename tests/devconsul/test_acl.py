@@ -243,6 +243,18 @@ def test_policy_and_token_crud(acl_cluster, master):
         master.acl.token.read("unknown")
 
 
+def test_policy_rules_in_hcl(acl_cluster, master):
+    # py-consul sends rules as JSON; HCL arrives from other clients and the CLI.
+    hcl = 'key_prefix "tuggle/" {\n  policy = "write"\n}\nkey "tuggle/ro" {\n  policy = "read"\n}\n'
+    resp = raw(acl_cluster, "PUT", "/v1/acl/policy", MASTER, json={"Name": "hcl", "Rules": hcl})
+    assert resp.status_code == 200 and resp.json()["Rules"] == hcl
+    c = acl_cluster.consul("node1", token=master.acl.token.create(policies_name=["hcl"])["SecretID"])
+    assert c.kv.put("tuggle/rw", b"x")
+    assert "'key:write' on \"tuggle/ro\"" in denied(c.kv.put, "tuggle/ro", b"x")
+    resp = raw(acl_cluster, "PUT", "/v1/acl/policy", MASTER, json={"Name": "bad", "Rules": 'key "x" { policy = "all" }'})
+    assert resp.status_code == 500 and resp.text.startswith("Invalid key policy")
+
+
 def test_acl_reader_sees_tokens_with_secrets_hidden(acl_cluster, master):
     reader = acl_cluster.consul("node1", token=make_token(master, {"acl": "read"}, "acl-reader"))
     tokens = reader.acl.token.list()

@@ -86,3 +86,5 @@ def test_bad_rules_are_refused_with_consul_errors():
         parse_rules('key_prefix "a" { policy = "bogus" }')
     with pytest.raises(StateError, match="Invalid operator policy"):
         parse_rules('operator = "list"')
+    with pytest.raises(StateError, match="Invalid service_prefix intentions policy"):
+        parse_rules('service_prefix "" { policy = "read" intentions = "list" }')

@@ -80,9 +80,12 @@ def parse_rules(text: str) -> Rules:
         for kind in (resource, f"{resource}_prefix"):
             table = rules.prefix if kind.endswith("_prefix") else rules.exact
             for segment, body in _blocks(raw.get(kind, {})):
-                level = body.get("policy", "") if isinstance(body, dict) else ""
+                body = body if isinstance(body, dict) else {}
+                level = body.get("policy", "")
                 if level not in _valid_levels(resource):
                     raise StateError(f"Invalid {kind} policy: {segment!r} {{ policy = {level!r} }}")
+                if body.get("intentions", READ) not in (READ, WRITE, DENY):  # parsed, not enforced
+                    raise StateError(f"Invalid {kind} intentions policy: {segment!r} {{ intentions = {body['intentions']!r} }}")
                 rules.add(table.setdefault(resource, {}), str(segment), level)
     return rules
 
