@@ -17,7 +17,7 @@ from ..version import DATACENTER
 
 if TYPE_CHECKING:
     from ..node.agent import Agent
-    from ..state.acl import Authz
+    from ..state.authz import Authz
 
 Row = TypeVar("Row")
 
