@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import requests
 from click.testing import CliRunner
@@ -16,15 +13,7 @@ from click.testing import CliRunner
 from tests.cluster import free_port_range
 from tuggle_agent.devconsul.cli import devconsul_command
 
-from .helpers import wait_until
-
-BIN = Path(sys.executable).parent / "tuggle-agent"
-
-
-def _readline(proc: subprocess.Popen, timeout: float) -> str:
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    assert ready, "no output from devconsul"
-    return proc.stdout.readline().decode().strip()
+from .helpers import BIN, readline, wait_until
 
 
 def test_runs_reloads_on_sighup_and_stops_on_sigterm(tmp_path):
@@ -40,7 +29,7 @@ def test_runs_reloads_on_sighup_and_stops_on_sigterm(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     try:
-        assert _readline(proc, 15) == f"devconsul ready: 2 nodes, http 127.0.0.1:{port}-{port + 1}"
+        assert readline(proc, 15) == f"devconsul ready: 2 nodes, http 127.0.0.1:{port}-{port + 1}"
         me = requests.get(f"http://127.0.0.1:{port + 1}/v1/agent/self", timeout=5).json()
         assert me["Config"]["NodeName"] == "node2"
         wait_until(lambda: (out / "log").exists() and (out / "log").read_text().count("null") == 2)  # both nodes

@@ -8,7 +8,7 @@ import consul
 import pytest
 import requests
 
-from tuggle_agent.devconsul.coordinate import distance
+from tuggle_agent.devconsul.state.coordinates import distance
 
 from .helpers import Blocked
 

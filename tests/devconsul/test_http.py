@@ -16,11 +16,11 @@ from .helpers import wait_until
 
 def test_unknown_endpoint_names_itself_and_logs(base_url, caplog):
     with caplog.at_level(logging.WARNING, logger="tuggle_agent.devconsul"):
-        resp = requests.get(f"{base_url}/v1/acl/tokens")
+        resp = requests.get(f"{base_url}/v1/operator/raft/configuration")
     assert resp.status_code == 404
     assert resp.text.startswith("Invalid URL path: not a recognized HTTP API endpoint")
-    assert "tuggle-agent devconsul does not implement GET /v1/acl/tokens" in resp.text
-    assert any("/v1/acl/tokens" in r.getMessage() for r in caplog.records)
+    assert "tuggle-agent devconsul does not implement GET /v1/operator/raft/configuration" in resp.text
+    assert any("/v1/operator/raft/configuration" in r.getMessage() for r in caplog.records)
 
 
 def test_wrong_method_is_405_with_allow(base_url):

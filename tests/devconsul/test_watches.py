@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,47 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import wait_until
-
-RECORD = """#!/bin/sh
-# Record one handler call: stdin -> <n>.json, $CONSUL_INDEX -> <n>.index.
-out="$1"
-n=$(ls "$out" | grep -c '\\.json$')
-cat > "$out/$n.part"
-echo "$CONSUL_INDEX" > "$out/$n.index"
-if [ -n "$2" ]; then sleep "$2"; fi
-mv "$out/$n.part" "$out/$n.json"
-exit "${3:-0}"
-"""
-
-
-class Recorder:
-    """A handler script that records every call into its own directory."""
-
-    def __init__(self, root: Path, name: str = "rec"):
-        self.dir = root / name
-        self.dir.mkdir(parents=True)
-        self.script = root / "record.sh"
-        if not self.script.exists():
-            self.script.write_text(RECORD)
-            self.script.chmod(self.script.stat().st_mode | stat.S_IEXEC)
-
-    def args(self, sleep: float | None = None, exit_code: int = 0) -> list[str]:
-        return [str(self.script), str(self.dir), str(sleep or ""), str(exit_code)]
-
-    def calls(self) -> list[tuple[bytes, int]]:
-        done = sorted(self.dir.glob("*.json"), key=lambda p: int(p.stem))
-        return [(p.read_bytes(), int((self.dir / f"{p.stem}.index").read_text())) for p in done]
-
-    def wait(self, count: int, timeout: float = 5.0) -> list[tuple[bytes, int]]:
-        return wait_until(lambda: len(self.calls()) >= count and self.calls(), timeout, message=f"{count} calls")
-
-
-def write_config(directory: Path, *watches: dict, name: str = "watches.json") -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / name).write_text(json.dumps({"watches": list(watches)}))
-    return directory
-
+from .helpers import Recorder, wait_until, write_config
 
 def test_keyprefix_watch_sends_go_json_and_refires_on_reload(tmp_path, make_cluster):
     rec = Recorder(tmp_path)

@@ -7,6 +7,12 @@ API subset tuggle-agent uses, for tests and local development.
         cluster.stop_node("node2")           # node failure: serfHealth critical
         cluster.restart_node("node2")        # comes back empty, watches re-fire
 
+Layout, bottom to top (a module imports only its own layer or lower ones;
+tests/devconsul/test_layering.py checks it): codec, config, errors, timers,
+timings, version -- shared vocabulary; state/ -- the servers' replicated
+state; node/ -- one simulated agent; http/ -- the HTTP API endpoints and
+listener; cluster.py and cli.py wire them together.
+
 Behaviour worth knowing (see the module docstrings for details):
 * Every node is a server of dc1; all share one KV store, catalog and session
   table; each has its own local services/checks, 256-event buffer, watches
@@ -21,6 +27,10 @@ Behaviour worth knowing (see the module docstrings for details):
 * A missing config dir only logs a warning (Consul would refuse to start).
 * `Agent.inject_errors(n, status)` makes a node's next n requests fail, to
   exercise clients' (and watches') error paths.
+* `DevCluster(acl=True, acl_master_token=...)` turns on Consul's ACLs with
+  default policy deny (each http/ module says what it enforces). Note
+  that py-consul 1.8 sends no token on event.list, coordinate.nodes,
+  agent.self and agent.members, so under ACLs those act as anonymous.
 """
 
 from .cluster import DevCluster

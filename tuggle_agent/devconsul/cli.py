@@ -59,9 +59,12 @@ def _timing_options(fn):
 @click.option("--no-query-jitter", is_flag=True, help="Do not add the wait/16 jitter to blocking queries.")
 @click.option("--no-check-stagger", is_flag=True, help="Run a new check at once instead of after a random part of its interval.")
 @click.option("--enable-script-checks", is_flag=True, help="Allow script checks (Args) like Consul's enable_script_checks.")
+@click.option("--acl", is_flag=True, help="Enable ACLs with default policy deny, like acl { enabled = true, default_policy = \"deny\" }.")
+@click.option("--acl-master-token", metavar="SECRET", help="SecretID of the initial management token (with --acl; default: a random UUID, printed on the ready line).")
+@click.option("--acl-agent-token", metavar="SECRET", help="Token of the nodes' config-dir watches that name none (with --acl; default: the master token).")
 @_timing_options
 @click.option("--log-level", type=click.Choice(list(LOG_LEVELS)), default="info", show_default=True)
-def devconsul_command(nodes, http_port, config_dirs, zones, fast, no_query_jitter, no_check_stagger, enable_script_checks, log_level, **timing_values):
+def devconsul_command(nodes, http_port, config_dirs, zones, fast, no_query_jitter, no_check_stagger, enable_script_checks, acl, acl_master_token, acl_agent_token, log_level, **timing_values):
     """Run a Consul-compatible dev cluster (datacenter dc1) on 127.0.0.1.
 
     A stand-in for `consul agent -dev` speaking the Consul HTTP API subset
@@ -71,14 +74,19 @@ def devconsul_command(nodes, http_port, config_dirs, zones, fast, no_query_jitte
     catalog and session table; each has its own services, checks, events
     and watches. Prints one ready line on stdout when every node answers;
     SIGINT/SIGTERM stop it (watch handlers included), SIGHUP reloads every
-    node's config like `consul reload`.
+    node's config like `consul reload`. With --acl, requests need tokens as
+    on a Consul agent with ACLs on (default deny); the ready line then ends
+    with the master token.
 
     \b
     Examples:
       tuggle-agent devconsul --nodes 3 --http-port 8500
       tuggle-agent devconsul -n 6 --zones 2 --config-dir '.dev/{node}/consul.d'
       tuggle-agent devconsul --fast --watch-backoff-base 1s --log-level debug
+      tuggle-agent devconsul --acl --acl-master-token "$(uuidgen)"
     """
+    if (acl_master_token or acl_agent_token) and not acl:
+        raise click.UsageError("--acl-master-token and --acl-agent-token need --acl")
     logging.basicConfig(
         level=LOG_LEVELS[log_level], stream=sys.stderr, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s"
     )
@@ -96,6 +104,9 @@ def devconsul_command(nodes, http_port, config_dirs, zones, fast, no_query_jitte
         zones=zones,
         timings=timings.replace(**overrides),
         enable_script_checks=enable_script_checks,
+        acl=acl,
+        acl_master_token=acl_master_token,
+        agent_token=acl_agent_token,
     )
     try:
         cluster.start()

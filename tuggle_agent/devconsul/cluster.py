@@ -1,25 +1,27 @@
 """DevCluster: N simulated Consul server agents in this process, sharing one
-state store, each with its own HTTP port, local state and watches."""
+state store, each with its own HTTP port, local state and watches.
+
+This is where the layers meet: it builds the servers' Datacenter (state/),
+the agents (node/) and hands each agent the HTTP listener (http/) it serves
+on, so that none of those packages needs to import a higher one.
+"""
 
 from __future__ import annotations
 
 import http.client
-import itertools
 import logging
 import random
-import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .agent import Agent
-from .catalog import Catalog
-from .coordinate import DIMENSIONS, coordinate, set_coordinate
-from .event import topic as event_topic
-from .kv import KV
-from .session import Sessions
-from .state import Store
-from .timers import Scheduler
+from .http.server import NodeServer
+from .node.agent import Agent, AgentSettings
+from .state.acl import ACLConfig
+from .state.coordinates import DIMENSIONS, coordinate, set_coordinate
+from .state.datacenter import Datacenter
+from .state.events import topic as event_topic
 from .timings import Timings
 
 log = logging.getLogger("tuggle_agent.devconsul")
@@ -33,6 +35,12 @@ class DevCluster:
     Node i (1..N) is `node<i>` on port http_port+i-1 (or N contiguous free
     ports when http_port is None). Zones are assigned round-robin: node i is
     in zone (i-1) % zones. Use as a context manager or call start()/stop().
+
+    acl=True turns on Consul's ACLs with default_policy "deny":
+    `acl_master_token` becomes the initial management token's SecretID (a
+    random UUID when not given; read it back from `acl_master_token`), and
+    `agent_token` (default: the master token) is what the nodes' config-dir
+    watches send when their definition has no `token`.
     """
 
     def __init__(
@@ -44,6 +52,9 @@ class DevCluster:
         timings: Timings | None = None,
         env: Mapping[str, str] | None = None,
         enable_script_checks: bool = False,
+        acl: bool = False,
+        acl_master_token: str | None = None,
+        agent_token: str | None = None,
     ):
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
@@ -52,18 +63,16 @@ class DevCluster:
         self.size = nodes
         self.zones = zones
         self.http_port = http_port
-        self.config_dirs = [Path(p) for p in config_dirs]
         self.timings = timings or Timings()
-        self.env = dict(env or {})
-        self.enable_script_checks = enable_script_checks
-        self.store = Store()
-        self.scheduler = Scheduler()
-        self.kv = KV(self.store)
-        self.sessions = Sessions(self.store, self.kv, self.scheduler, self.timings)
-        self.catalog = Catalog(self.store, self.sessions)
+        self.acl_master_token = (acl_master_token or str(uuid.uuid4())) if acl else None
+        self.agent_token = (agent_token or self.acl_master_token) if acl else None
+        self.settings = AgentSettings(
+            tuple(Path(p) for p in config_dirs), dict(env or {}), enable_script_checks, self.agent_token or ""
+        )
+        self.datacenter = Datacenter(self.timings, ACLConfig(acl, self.acl_master_token or ""))
+        self.store, self.kv = self.datacenter.store, self.datacenter.kv
+        self.sessions, self.catalog = self.datacenter.sessions, self.datacenter.catalog
         self.nodes: list[Agent] = []
-        self._lamport = itertools.count(1)
-        self._lamport_lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> DevCluster:
@@ -88,7 +97,15 @@ class DevCluster:
         for _ in range(1 if self.http_port else 50):
             base = self.http_port or random.randrange(*PORT_RANGE)
             agents = [
-                Agent(self, i, base + i - 1, zone=(i - 1) % self.zones, member=(i - 1) // self.zones)
+                Agent(
+                    self.datacenter,
+                    self.settings,
+                    NodeServer,
+                    i,
+                    base + i - 1,
+                    zone=(i - 1) % self.zones,
+                    member=(i - 1) // self.zones,
+                )
                 for i in range(1, self.size + 1)
             ]
             try:
@@ -101,6 +118,7 @@ class DevCluster:
                     raise OSError(f"cannot listen on 127.0.0.1:{agent.port}: {err}") from err
                 continue
             self.nodes = agents
+            self.datacenter.members[:] = agents
             return
         raise OSError(f"no {self.size} contiguous free ports found in {PORT_RANGE}")
 
@@ -108,8 +126,7 @@ class DevCluster:
         for agent in self.nodes:
             agent.stop()
             agent.unbind()
-        self.sessions.clear()
-        self.scheduler.stop()
+        self.datacenter.stop()
 
     def wait_ready(self, timeout: float = 10.0) -> DevCluster:
         """Return once every running node answers /v1/status/leader."""
@@ -124,7 +141,8 @@ class DevCluster:
     def ready_line(self) -> str:
         first, last = self.nodes[0].port, self.nodes[-1].port
         ports = f"{first}-{last}" if last != first else str(first)
-        return f"devconsul ready: {self.size} node{'s' if self.size > 1 else ''}, http 127.0.0.1:{ports}"
+        line = f"devconsul ready: {self.size} node{'s' if self.size > 1 else ''}, http 127.0.0.1:{ports}"
+        return line + (f", acl default deny, master token {self.acl_master_token}" if self.acl_master_token else "")
 
     # -- node access ---------------------------------------------------------------------
     def node(self, name: str) -> Agent:
@@ -138,9 +156,6 @@ class DevCluster:
         import consul
 
         return consul.Consul(host="127.0.0.1", port=self.node(name).port, **kwargs)
-
-    def leader_addr(self) -> str:
-        return next((a.server_addr for a in self.nodes if a.running), "")
 
     # -- failures and restarts -----------------------------------------------------------------
     def stop_node(self, name: str) -> None:
@@ -168,7 +183,8 @@ class DevCluster:
 
     def reset(self) -> None:
         """Back to a fresh cluster with the same nodes up: no KV, sessions,
-        events, registered services/checks or extra catalog nodes."""
+        events, registered services/checks, extra catalog nodes, or ACL
+        policies and tokens but the built-in ones."""
         store = self.store
         with store.write() as txn:
             for session_id in list(store.sessions):
@@ -191,15 +207,7 @@ class DevCluster:
                         self.catalog.remove_check(txn, node, check_id)
                 store.coordinates[node] = dict(ours[node].initial_coordinate)
             txn.touch("coordinates", "coordinates")
-
-    # -- events ----------------------------------------------------------------------------
-    def fire_event(self, event: dict) -> None:
-        """Gossip: every live node gets the event with one Lamport time and
-        applies its own filters."""
-        with self._lamport_lock:
-            ltime = next(self._lamport)
-        for agent in self.nodes:
-            agent.receive_event({**event, "LTime": ltime})
+        self.datacenter.acl.reset()
 
 
 def _answers(port: int) -> bool:

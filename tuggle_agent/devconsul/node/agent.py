@@ -1,6 +1,10 @@
 """One simulated Consul agent: node identity, local services and checks,
 event buffer, watch plans and HTTP listener, and its lifecycle.
 
+The agent talks to the servers through a `Datacenter` and serves HTTP on
+whatever listener the cluster's `listen` factory builds for it; it does not
+know the endpoint code, which is what keeps node/ below http/.
+
 Local state is kept in memory only: a restarted agent comes back with no
 services, checks or events (like an agent without a data dir), syncs that
 emptiness to the catalog and re-reads its config dirs.
@@ -13,33 +17,54 @@ import os
 import signal
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from .catalog import CONSUL_VERSION, node_record
+from ..codec import Fields
+from ..config import load_watches
+from ..errors import InvalidRequest, NotFound
+from ..state.catalog import node_record
+from ..state.coordinates import zone_coordinate
+from ..state.events import EventBuffer, accepts, topic
+from ..state.structs import CheckDef, health_check, parse_check, parse_service
+from ..version import CONSUL_VERSION
 from .checks import TTLCheck, make_runner
-from .codec import Fields
-from .config import load_watches
-from .coordinate import zone_coordinate
-from .event import EventBuffer, accepts, topic
 from .handler import ProcessGroup, make_handler
-from .request import HTTPError
-from .server import NodeServer
-from .structs import CheckDef, health_check, parse_check, parse_service
 from .watch import Plan
 
 if TYPE_CHECKING:
-    from .cluster import DevCluster
-    from .timers import Timer
+    from ..state.datacenter import Datacenter
+    from ..timers import Timer
 
 ADDRESS = "127.0.0.1"
 SERF_CHECK = CheckDef("serfHealth", "Serf Health Status", "")
 SERF_ALIVE, SERF_DEAD = "Agent alive and reachable", "Agent not live or unreachable"
-MEMBER_ALIVE, MEMBER_FAILED = 1, 4
 # Fictional server RPC / serf LAN ports (nothing listens on them), spaced by
 # 10 per node so that no two nodes share one.
 SERVER_PORT_BASE, SERF_PORT_BASE, PORT_STRIDE = 8300, 8301, 10
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """What every simulated agent's config would say: config dirs for
+    watches ('{node}' becomes the node name), extra environment for watch
+    handlers, whether script checks are allowed, and the token the agent's
+    own watches use when they name none (with ACLs on)."""
+
+    config_dirs: tuple[Path, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    enable_script_checks: bool = False
+    agent_token: str = ""
+
+
+class Listener(Protocol):
+    """An agent's HTTP listener: bound when built, accepting after serve()."""
+
+    def serve(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -60,8 +85,19 @@ class LocalCheck:
 
 
 class Agent:
-    def __init__(self, cluster: DevCluster, number: int, port: int, zone: int, member: int):
-        self.cluster = cluster
+    def __init__(
+        self,
+        datacenter: Datacenter,
+        settings: AgentSettings,
+        listen: Callable[[Agent], Listener],
+        number: int,
+        port: int,
+        zone: int,
+        member: int,
+    ):
+        self.datacenter = datacenter
+        self.settings = settings
+        self._listen = listen
         self.number = number
         self.name = f"node{number}"
         self.port = port
@@ -73,16 +109,17 @@ class Agent:
         self.server_addr = f"{ADDRESS}:{self.server_port}"
         self.initial_coordinate = zone_coordinate(zone, member)
         self.log = logging.getLogger(f"tuggle_agent.devconsul.{self.name}")
-        self.store = cluster.store
-        self.kv, self.sessions, self.catalog = cluster.kv, cluster.sessions, cluster.catalog
-        self.timings = cluster.timings
+        self.store = datacenter.store
+        self.kv, self.sessions, self.catalog = datacenter.kv, datacenter.sessions, datacenter.catalog
+        self.timings = datacenter.timings
+        self.scheduler = datacenter.scheduler
         self.events = EventBuffer()
         self.services: dict[str, dict] = {}
         self.sidecars: dict[str, str] = {}  # parent service ID -> its sidecar's
         self.checks: dict[str, LocalCheck] = {}
         self.procs = ProcessGroup()
         self.plans: list[Plan] = []
-        self.server: NodeServer | None = None
+        self.server: Listener | None = None
         self.running = False
         self._faults: list[int] = []  # statuses the next requests answer with
         self._reap_timer: Timer | None = None
@@ -108,13 +145,13 @@ class Agent:
         return not self.running
 
     def config_paths(self) -> list[Path]:
-        return [Path(str(p).replace("{node}", self.name)) for p in self.cluster.config_dirs]
+        return [Path(str(p).replace("{node}", self.name)) for p in self.settings.config_dirs]
 
     # -- lifecycle --------------------------------------------------------------------
     def bind(self) -> None:
         """Open the listening socket (before start, so ports are held early)."""
         if self.server is None:
-            self.server = NodeServer(self)
+            self.server = self._listen(self)
 
     def unbind(self) -> None:
         if self.server is not None:
@@ -175,7 +212,7 @@ class Agent:
         self.log.info("reloaded: %d watch(es)", len(specs))
 
     def reset(self) -> None:
-        """Forget local services, checks and events (cluster.reset)."""
+        """Forget local services, checks and events (DevCluster.reset)."""
         with self.store.lock:
             for check in self.checks.values():
                 self._stop_runner(check)
@@ -185,11 +222,11 @@ class Agent:
             self.events = EventBuffer()
 
     def _start_watches(self, specs) -> None:
-        env = {**os.environ, **self.cluster.env}
+        env = {**os.environ, **self.settings.env}
         self.plans = []
         for spec in specs:
             handler = make_handler(spec, env, self.procs, self.log)
-            plan = Plan(spec, self.port, handler, self.timings, self.log.getChild("watch"))
+            plan = Plan(spec, self.port, handler, self.timings, self.log.getChild("watch"), self.settings.agent_token)
             self.plans.append(plan)
             plan.start()
 
@@ -203,7 +240,7 @@ class Agent:
             self.procs.terminate_all()
 
     def _schedule_reap(self) -> None:
-        self._reap_timer = self.cluster.scheduler.call_later(self.timings.reap_interval, self._reap)
+        self._reap_timer = self.scheduler.call_later(self.timings.reap_interval, self._reap)
 
     def _reap(self) -> None:
         """DeregisterCriticalServiceAfter: drop services whose check stayed
@@ -236,14 +273,19 @@ class Agent:
         return health_check(self.name, check.definition, check.status, check.output, service)
 
     # -- services -------------------------------------------------------------------------
-    def local_services(self) -> dict[str, dict]:
-        return self.services
-
-    def register_service(self, body: Fields, replace_checks: bool) -> None:
+    def register_service(self, body: Fields, replace_checks: bool, vet: Callable[[dict], None] = lambda s: None) -> None:
+        """Register a service with its checks (and its sidecar). `vet` sees
+        every service to register before anything changes and may refuse it
+        by raising (the HTTP layer's ACL check)."""
         service, checks = parse_service(body)
         self._check_allowed(checks)
         sidecar = self._sidecar(service, body.sub("Connect"))
+        vet(service)
+        if sidecar is not None:
+            vet(parse_service(sidecar)[0])
         with self.store.write() as txn:
+            if sidecar is not None:
+                self.sidecars[service["ID"]] = f"{service['ID']}-sidecar-proxy"
             self.services[service["ID"]] = service
             self.catalog.ensure_service(txn, self.name, dict(service))
             wanted = {c.check_id for c in checks}
@@ -254,7 +296,7 @@ class Agent:
             for check in checks:
                 self._add_check(txn, check)
         if sidecar is not None:
-            self.register_service(sidecar, replace_checks=False)
+            self.register_service(sidecar, replace_checks=False, vet=vet)
 
     def _sidecar(self, service: dict, connect: Fields) -> Fields | None:
         """Connect.SidecarService registers a `<id>-sidecar-proxy` service
@@ -280,7 +322,6 @@ class Agent:
             "Meta": service["Meta"],
             "Proxy": proxy,
         }
-        self.sidecars[service["ID"]] = defaults["ID"]
         return Fields({**defaults, **(connect.get("SidecarService") or {})})
 
     def deregister_service(self, service_id: str) -> None:
@@ -300,20 +341,19 @@ class Agent:
     # -- checks ---------------------------------------------------------------------------
     def register_check(self, body: Fields) -> None:
         if not body.get("Name"):
-            raise HTTPError(400, "Missing check name")
+            raise InvalidRequest("Missing check name")
         check = parse_check(body)
         self._check_allowed([check])
         with self.store.write() as txn:
             if check.service_id and check.service_id not in self.services:
-                raise HTTPError(404, f'ServiceID "{check.service_id}" does not exist')
+                raise NotFound(f'ServiceID "{check.service_id}" does not exist')
             self._add_check(txn, check)
 
     def _check_allowed(self, checks: list[CheckDef]) -> None:
-        if any(c.kind == "script" for c in checks) and not self.cluster.enable_script_checks:
-            raise HTTPError(
-                400,
+        if any(c.kind == "script" for c in checks) and not self.settings.enable_script_checks:
+            raise InvalidRequest(
                 "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' "
-                "or 'enable_local_script_checks' to true",
+                "or 'enable_local_script_checks' to true"
             )
 
     def _add_check(self, txn, definition: CheckDef) -> None:
@@ -329,7 +369,7 @@ class Agent:
         self.catalog.ensure_check(txn, self._catalog_check(check))
         check_id = definition.check_id
         check.runner = make_runner(
-            definition, lambda s, o: self.update_check(check_id, s, o, check), self.timings, self.cluster.scheduler
+            definition, lambda s, o: self.update_check(check_id, s, o, check), self.timings, self.scheduler
         )
         if check.runner is not None:
             check.runner.start()
@@ -367,7 +407,7 @@ class Agent:
             if status_changed:
                 self.catalog.ensure_check(txn, self._catalog_check(check))
             elif check.deferred is None:
-                check.deferred = self.cluster.scheduler.call_later(
+                check.deferred = self.scheduler.call_later(
                     self.timings.check_update_interval, lambda: self._sync_output(check)
                 )
 
@@ -382,9 +422,7 @@ class Agent:
             check = self.checks.get(check_id)
             runner = check.runner if check else None
         if not isinstance(runner, TTLCheck):
-            raise HTTPError(
-                404, f'Unknown check ID "{check_id}". Ensure that the check ID is passed, not the check name.'
-            )
+            raise NotFound(f'Unknown check ID "{check_id}". Ensure that the check ID is passed, not the check name.')
         runner.set_status(status, output)
 
     def set_maintenance(self, check_id: str, name: str, service_id: str, enable: bool, reason: str) -> None:
@@ -405,7 +443,7 @@ class Agent:
     # -- events ---------------------------------------------------------------------------
     def receive_event(self, event: dict) -> None:
         with self.store.lock:
-            if not self.running or not accepts(self, event):
+            if not self.running or not accepts(event, self.name, self.services):
                 return
             if event["Name"] != "_rexec":
                 self.events.events.append(event)

@@ -1,13 +1,19 @@
-"""Health endpoints (`/v1/health/`): catalog instances joined with their checks."""
+"""Health endpoints (`/v1/health/`): catalog instances joined with their checks.
+
+ACLs: rows the token may not read are left out after ?filter= and before
+?passing (an instance needs node:read and service:read, a check node:read
+and, for a service check, service:read); a connect query for a service the
+token may not read answers nothing.
+"""
 
 from __future__ import annotations
 
-from .catalog import INTEREST, Catalog
-from .codec import parse_bool
+from ..codec import parse_bool
+from ..state.catalog import INTEREST, Catalog
+from ..state.structs import STATUSES, node_service
 from .coordinate import sort_near
 from .filter import apply_filter
 from .request import HTTPError, Request, Response, Routes
-from .structs import STATUSES, node_service
 
 routes = Routes()
 
@@ -68,12 +74,16 @@ def _service_entries(req: Request, catalog: Catalog, instances: list[tuple[dict,
         }
         for node, service in instances
     ]
-    entries = sort_near(req, apply_filter(req, entries), lambda e: e["Node"]["Node"])
+    readable = req.visible(
+        apply_filter(req, entries), lambda e: req.authz.can_read_instance(e["Node"]["Node"], e["Service"]["Service"])
+    )
+    entries = sort_near(req, readable, lambda e: e["Node"]["Node"])
     return filter_non_passing(entries) if passing else entries
 
 
 def _check_rows(req: Request, rows: list[dict]) -> list[dict]:
-    return sort_near(req, apply_filter(req, rows), lambda c: c["Node"])
+    readable = req.visible(apply_filter(req, rows), lambda c: req.authz.can_read_instance(c["Node"], c["ServiceName"]))
+    return sort_near(req, readable, lambda c: c["Node"])
 
 
 @routes.add("/v1/health/checks/", "GET")
@@ -91,7 +101,7 @@ def health_checks(req: Request) -> Response:
 def health_node(req: Request) -> Response:
     return _read(
         req,
-        lambda catalog: apply_filter(req, catalog.node_checks(req.tail)),
+        lambda catalog: _check_rows(req, catalog.node_checks(req.tail)),
         lambda catalog: catalog.store.max_index("nodes", "checks"),
     )
 
@@ -114,6 +124,8 @@ def health_connect(req: Request) -> Response:
     passing = _passing_param(req)
 
     def build(catalog: Catalog) -> list[dict]:
+        if not req.authz.can_read_service(req.tail):
+            return []  # proxies of a service the token may not read: none
         return _service_entries(req, catalog, catalog.connect_instances(req.tail), passing)
 
     return _read(req, build, lambda catalog: catalog.service_index(req.tail))

@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import Fields, format_duration, go_map, parse_duration
-from .request import DATACENTER, HTTPError
+from ..codec import Fields, format_duration, go_map, parse_duration
+from ..errors import InvalidRequest
+from ..version import DATACENTER
 
 # Consul's snake_case / legacy aliases that do not fold to the field name.
 CHECK_ALIASES = {"scriptargs": "args"}
@@ -72,13 +73,13 @@ def _duration(fields: Fields, name: str) -> float:
     try:
         return parse_duration(value)
     except ValueError as err:
-        raise HTTPError(400, f"Request decode failed: {name}: {err}") from err
+        raise InvalidRequest(f"Request decode failed: {name}: {err}") from err
 
 
 def _header(fields: Fields) -> dict[str, list[str]]:
     raw = fields.get("Header") or {}
     if not isinstance(raw, dict):
-        raise HTTPError(400, "Request decode failed: Header must be a map of string lists")
+        raise InvalidRequest("Request decode failed: Header must be a map of string lists")
     return {k: list(v) if isinstance(v, list) else [str(v)] for k, v in raw.items()}
 
 
@@ -112,12 +113,12 @@ def parse_check(fields: Fields, check_id: str = "", name: str = "", service_id: 
         failures_before_critical=int(fields.get("FailuresBeforeCritical", 0)),
     )
     if check.status and check.status not in STATUSES:
-        raise HTTPError(400, f"Invalid check status: {check.status!r}")
+        raise InvalidRequest(f"Invalid check status: {check.status!r}")
     if check.ttl:
         check.kind = "ttl"
     elif check.http or check.tcp or check.args:
         if check.interval <= 0:
-            raise HTTPError(400, "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP or UDP checks")
+            raise InvalidRequest("Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP or UDP checks")
         check.kind = "http" if check.http else "tcp" if check.tcp else "script"
     return check
 
@@ -128,9 +129,9 @@ _META_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 def _validate_meta(meta: Any) -> None:
     """Consul's service/node metadata rules (structs.ValidateMetadata)."""
     if not isinstance(meta, dict):
-        raise HTTPError(400, "Invalid Service Meta: Meta must be a map of strings")
+        raise InvalidRequest("Invalid Service Meta: Meta must be a map of strings")
     if len(meta) > 64:
-        raise HTTPError(400, "Invalid Service Meta: Node metadata cannot contain more than 64 key/value pairs")
+        raise InvalidRequest("Invalid Service Meta: Node metadata cannot contain more than 64 key/value pairs")
     for key, value in meta.items():
         problem = (
             "Key cannot be blank" if not key
@@ -141,14 +142,14 @@ def _validate_meta(meta: Any) -> None:
             else ""
         )  # fmt: skip
         if problem:
-            raise HTTPError(400, f"Invalid Service Meta: Couldn't load metadata pair ('{key}', '{value}'): {problem}")
+            raise InvalidRequest(f"Invalid Service Meta: Couldn't load metadata pair ('{key}', '{value}'): {problem}")
 
 
 def parse_service(body: Fields) -> tuple[dict, list[CheckDef]]:
     """(canonical service dict, its checks) from a service registration body."""
     name = body.get("Name", "")
     if not name:
-        raise HTTPError(400, "Missing service name")
+        raise InvalidRequest("Missing service name")
     service_id = body.get("ID", "") or name
     meta = body.get("Meta") or {}
     _validate_meta(meta)

@@ -1,4 +1,4 @@
-"""Sessions (`/v1/session/`): creation rules, TTL expiry, invalidation.
+"""The session table: creation rules, TTL expiry, invalidation.
 
 Invalidation (destroy, TTL expiry, a session check going critical or being
 removed, node deregistration) releases or deletes the keys the session holds
@@ -12,20 +12,18 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from .codec import Fields, format_duration, parse_duration
-from .request import HTTPError, Request, Response, Routes
-from .state import Interest, StateError, Store, Txn
+from ..codec import Fields, format_duration, parse_duration
+from ..errors import InvalidRequest, StateError
 
 if TYPE_CHECKING:
+    from ..timers import Scheduler, Timer
+    from ..timings import Timings
     from .kv import KV
-    from .timers import Scheduler, Timer
-    from .timings import Timings
+    from .store import Store, Txn
 
 SERF_CHECK = "serfHealth"
 TTL_MULTIPLIER = 2  # the leader expires a session after 2 x TTL without renewal
 TOPIC = "session"
-
-routes = Routes()
 
 
 def _lock_delay(value: object) -> float:
@@ -35,11 +33,11 @@ def _lock_delay(value: object) -> float:
         try:
             seconds = parse_duration(value)
         except ValueError as err:
-            raise HTTPError(400, f"Request decode failed: {err}") from err
+            raise InvalidRequest(f"Request decode failed: {err}") from err
         return seconds * 1e9 if seconds * 1e9 < 1000 else seconds
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value) if value < 1000 else value / 1e9
-    raise HTTPError(400, "Request decode failed: invalid LockDelay")
+    raise InvalidRequest("Request decode failed: invalid LockDelay")
 
 
 class Sessions:
@@ -130,6 +128,11 @@ class Sessions:
             if self._timers.get(session_id) is timer:
                 self.invalidate(txn, session_id)
 
+    def get(self, session_id: str) -> dict | None:
+        with self.store.lock:
+            session = self.store.sessions.get(session_id)
+            return dict(session) if session else None
+
     def renew(self, session_id: str) -> dict | None:
         with self.store.lock:
             session = self.store.sessions.get(session_id)
@@ -190,59 +193,3 @@ class Sessions:
 def check_ids(session: dict) -> list[str]:
     ids = list(session["NodeChecks"] or []) + list(session.get("Checks") or [])
     return ids + [c["ID"] for c in session["ServiceChecks"] or []]
-
-
-# -- HTTP ----------------------------------------------------------------------------
-
-
-def _session_id(req: Request) -> str:
-    if not req.tail:
-        raise HTTPError(400, "Missing session")
-    return req.tail
-
-
-@routes.add("/v1/session/create", "PUT")
-def session_create(req: Request) -> Response:
-    req.check_dc()
-    session_id = req.agent.sessions.create(req.fields(), req.agent.name)
-    return Response.json({"ID": session_id})
-
-
-@routes.add("/v1/session/destroy/", "PUT")
-def session_destroy(req: Request) -> Response:
-    req.check_dc()
-    req.agent.sessions.destroy(_session_id(req))
-    return Response.json(True)
-
-
-@routes.add("/v1/session/renew/", "PUT")
-def session_renew(req: Request) -> Response:
-    req.check_dc()
-    session_id = _session_id(req)
-    session = req.agent.sessions.renew(session_id)
-    if session is None:
-        raise HTTPError(404, f"Session id '{session_id}' not found")
-    return Response.json([session])
-
-
-def _read(req: Request, **selector: str) -> Response:
-    sessions = req.agent.sessions
-    index, result = req.blocking_read(Interest.of(TOPIC), lambda: sessions.query(**selector))
-    return Response.json(result, index=index, leader=True)
-
-
-@routes.add("/v1/session/info/", "GET")
-def session_info(req: Request) -> Response:
-    return _read(req, session_id=_session_id(req))
-
-
-@routes.add("/v1/session/node/", "GET")
-def session_node(req: Request) -> Response:
-    if not req.tail:
-        raise HTTPError(400, "Missing node name")
-    return _read(req, node=req.tail)
-
-
-@routes.add("/v1/session/list", "GET")
-def session_list(req: Request) -> Response:
-    return _read(req)

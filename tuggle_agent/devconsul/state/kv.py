@@ -1,4 +1,9 @@
-"""The KV store (`/v1/kv/`): entries, tombstones, locks, lock-delay."""
+"""The KV table: entries, tombstones, locks and lock-delay, with Consul's
+index rules (a prefix's index counts deletes, identical writes change nothing).
+
+Write methods take the caller's open Txn, so a session invalidation can
+change many keys under one raft index as one Consul log entry does.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,13 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .codec import b64
-from .request import HTTPError, Request, Response, Routes, meta
-from .state import Interest, StateError, Store, Txn
+from ..codec import b64
+from ..errors import StateError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-MAX_VALUE_SIZE = 512 * 1024  # kv_max_value_size default
-_TOO_LARGE_DOC = "https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size"
-
-routes = Routes()
+    from .store import Store, Txn
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,7 @@ def topic(key: str) -> str:
 
 
 class KV:
-    """KV operations on the shared store. Write methods take the open Txn so
-    that callers (e.g. session invalidation) can batch several changes into
-    one raft index, as one Consul log entry does."""
+    """KV operations on the shared store."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -85,19 +84,6 @@ class KV:
     def list(self, prefix: str) -> tuple[int, list[Entry], bool]:
         entries = self._under(prefix)
         return self._prefix_index(prefix, entries), entries, bool(entries)
-
-    def keys(self, prefix: str, separator: str) -> tuple[int, list[str], bool]:
-        entries = self._under(prefix)
-        keys: list[str] = []
-        for entry in entries:
-            key = entry.key
-            if separator:
-                cut = key.find(separator, len(prefix))
-                if cut >= 0:
-                    key = key[: cut + len(separator)]
-            if not keys or keys[-1] != key:
-                keys.append(key)
-        return self._prefix_index(prefix, entries), keys, bool(keys)
 
     def in_lock_delay(self, key: str) -> bool:
         return self.store.lock_delay.get(key, 0.0) > time.monotonic()
@@ -177,99 +163,16 @@ class KV:
         return [k for k, e in self.store.kvs.items() if e.session == session]
 
 
-# -- HTTP ----------------------------------------------------------------------
-
-
-def _validate_key(key: str) -> None:
-    """The relaxed key validation of Consul 1.21.6+/1.22."""
-    if key.startswith("/"):
-        raise HTTPError(400, "key must not begin with a '/'")
-    if "../" in key or "..\\" in key or key == "..":
-        raise HTTPError(400, "key contains path traversal sequence")
-    if key != key.strip():
-        raise HTTPError(400, "key must not have leading or trailing whitespace")
-
-
-def _conflicting(req: Request, *flags: str) -> None:
-    if sum(req.has(f) for f in flags) > 1:
-        encoded = "&".join(f"{k}={v}" for k in sorted(req.query) for v in req.query[k])
-        raise HTTPError(400, f"Conflicting flags: {encoded}\n")
-
-
-@routes.add("/v1/kv/", "GET", "PUT", "DELETE")
-def kv_endpoint(req: Request) -> Response:
-    key = req.tail
-    if key:
-        _validate_key(key)
-    if req.method == "GET":
-        return _kv_get(req, key)
-    req.check_dc()
-    if req.method == "PUT":
-        return _kv_put(req, key)
-    return _kv_delete(req, key)
-
-
-def _kv_get(req: Request, key: str) -> Response:
-    kv = req.agent.kv
-    if req.has("keys"):
-        separator = req.get("separator", req.get("seperator"))
-        index, keys = req.blocking_read(Interest.of(prefix=topic(key)), lambda: kv.keys(key, separator))
-        if not keys and key:
-            return Response(404, headers=meta(index))
-        return Response.json(keys, index=index, leader=True)
-    if req.has("recurse"):
-        index, entries = req.blocking_read(Interest.of(prefix=topic(key)), lambda: kv.list(key))
-    elif not key:
-        raise HTTPError(400, "Missing key name")
-    else:
-        index, entry = req.blocking_read(Interest.of(topic(key)), lambda: kv.get(key))
-        entries = [entry] if entry else []
-    if not entries:
-        return Response(404, headers=meta(index))
-    if req.has("raw") and not req.has("recurse"):
-        headers = {
-            **meta(index),
-            "Content-Type": "text/plain",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "sandbox",
-        }
-        return Response(200, entries[0].value, headers)
-    return Response.json([e.to_api() for e in entries], index=index, leader=True)
-
-
-def _kv_put(req: Request, key: str) -> Response:
-    if not key:
-        raise HTTPError(400, "Missing key name")
-    _conflicting(req, "cas", "acquire", "release")
-    flags = req.uint("flags") if req.has("flags") else 0
-    if len(req.body) > MAX_VALUE_SIZE:
-        raise HTTPError(
-            413,
-            f"Request body({len(req.body)} bytes) too large, max size: {MAX_VALUE_SIZE} bytes. See {_TOO_LARGE_DOC}.",
-        )
-    kv, value = req.agent.kv, req.body
-    with req.agent.store.write() as txn:
-        if req.has("cas"):
-            ok = kv.cas(txn, key, value, flags, req.uint("cas"))
-        elif req.has("acquire"):
-            ok = kv.lock(txn, key, value, flags, req.get("acquire"))
-        elif req.has("release"):
-            ok = kv.unlock(txn, key, value, flags, req.get("release"))
-        else:
-            ok = kv.set(txn, key, value, flags)
-    return Response.json(ok)
-
-
-def _kv_delete(req: Request, key: str) -> Response:
-    _conflicting(req, "recurse", "cas")
-    kv = req.agent.kv
-    with req.agent.store.write() as txn:
-        if req.has("recurse"):
-            ok = kv.delete_tree(txn, key)
-        elif not key:
-            raise HTTPError(400, "Missing key name")
-        elif req.has("cas"):
-            ok = kv.delete_cas(txn, key, req.uint("cas"))
-        else:
-            ok = kv.delete(txn, key)
-    return Response.json(ok)
+def fold_keys(entries: Iterable[Entry], prefix: str, separator: str) -> list[str]:
+    """The ?keys listing: with a separator, everything after the first one
+    that follows the prefix folds into one "directory" key."""
+    keys: list[str] = []
+    for entry in entries:
+        key = entry.key
+        if separator:
+            cut = key.find(separator, len(prefix))
+            if cut >= 0:
+                key = key[: cut + len(separator)]
+        if not keys or keys[-1] != key:
+            keys.append(key)
+    return keys

@@ -1,8 +1,9 @@
 """The replicated state every node shares, and blocking queries over it.
 
 One lock, one raft-like index and per-table indexes, as on Consul servers.
-Area modules (kv, session, catalog, coordinate) own the logic on their tables;
-this module only provides the transaction and wake-up machinery.
+The modules beside this one (kv, sessions, catalog, coordinates) own the
+logic on their tables; this module only provides the transaction and
+wake-up machinery.
 
 Blocking: each waiting query registers the topics it depends on ("kv:<key>",
 a "kv:<prefix>" prefix, "catalog", ...). A write transaction records the
@@ -19,10 +20,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-
-
-class StateError(Exception):
-    """An error of the state store or RPC layer; the HTTP layer answers 500."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +71,7 @@ class Store:
     """Shared tables of the simulated servers. Rows are plain dicts/objects
     owned by the area modules; everything is read and written under `lock`."""
 
-    TABLES = ("kvs", "tombstones", "sessions", "nodes", "services", "checks", "coordinates")
+    TABLES = ("kvs", "tombstones", "sessions", "nodes", "services", "checks", "coordinates", "acl_policies", "acl_tokens")
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -96,6 +93,8 @@ class Store:
             self.checks: dict[str, dict[str, dict]] = {}
             self.coordinates: dict[str, dict] = {}
             self.service_index: dict[str, int] = {}
+            self.acl_policies: dict[str, dict] = {}
+            self.acl_tokens: dict[str, dict] = {}
 
     def max_index(self, *tables: str) -> int:
         return max(self.table_index[t] for t in tables)

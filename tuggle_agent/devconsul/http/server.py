@@ -1,6 +1,7 @@
 """The HTTP listener of one node: stdlib ThreadingHTTPServer (a thread per
 connection, HTTP/1.1 keep-alive, Content-Length always set) and the router
-that maps `/v1/...` paths onto the endpoint functions of the area modules.
+that maps `/v1/...` paths onto the endpoint functions of the area modules
+(one module per Consul API area beside this one).
 
 A thread per connection lets hundreds of blocking queries wait without
 starving other requests; the state's targeted wake-ups keep them cheap.
@@ -18,15 +19,33 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .codec import go_json
-from .config import ConfigError
+from ..codec import go_json
+from ..config import ConfigError
+from ..errors import ACLDisabled, InvalidRequest, NotFound, PermissionDenied, StateError
+from . import agent as agent_area
+from . import acl, agent_services, catalog, coordinate, event, health, kv, session, status, ui
 from .request import HTTPError, Request, Response, Route
-from .state import StateError
 
 if TYPE_CHECKING:
-    from .agent import Agent
+    from ..node.agent import Agent
 
 log = logging.getLogger(__name__)
+
+
+# Consul's HTTP wrapper maps errors to statuses in one place; so does this.
+ERROR_STATUS: dict[type[Exception], int] = {
+    InvalidRequest: 400,
+    ACLDisabled: 401,
+    PermissionDenied: 403,
+    NotFound: 404,
+    StateError: 500,
+    ConfigError: 500,
+}
+DOMAIN_ERRORS = tuple(ERROR_STATUS)
+
+
+def status_of(err: Exception) -> int:
+    return next(status for kind, status in ERROR_STATUS.items() if isinstance(err, kind))
 
 
 class Router:
@@ -66,32 +85,24 @@ class Router:
             result = route.handler(req)
         except HTTPError as err:
             return Response.text(err.status, err.reason, err.headers)
-        except (StateError, ConfigError) as err:
-            return Response.text(500, str(err))
+        except DOMAIN_ERRORS as err:
+            return Response.text(status_of(err), str(err))
         except Exception as err:  # a bug here must not kill the connection thread
             req.agent.log.exception("%s %s failed", req.method, req.path)
             return Response.text(500, f"internal error: {err}")
         resp = result if isinstance(result, Response) else Response.json(result)
+        if req.filtered and req.token:
+            # Only for a request that presented a token: telling anonymous
+            # callers that something is hidden would leak (Consul does the same).
+            resp.headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
         if req.has("pretty") and resp.headers.get("Content-Type") == "application/json" and resp.body:
             resp.body = (go_json(json.loads(resp.body), indent=4) + "\n").encode()
         return resp
 
 
 def default_router() -> Router:
-    from . import (
-        agent_endpoint,
-        catalog,
-        coordinate,
-        event,
-        health,
-        kv,
-        session,
-        status,
-        ui,
-    )
-
-    modules = (agent_endpoint, catalog, coordinate, event, health, kv, session, status, ui)
-    return Router([route for module in modules for route in module.routes.table])
+    areas = (acl, agent_area, agent_services, catalog, coordinate, event, health, kv, session, status, ui)
+    return Router([route for area in areas for route in area.routes.table])
 
 
 _router: Router | None = None
@@ -152,7 +163,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _write(self, resp: Response) -> None:
         reason = HTTPStatus(resp.status).phrase if resp.status in HTTPStatus._value2member_map_ else ""
-        headers = {"X-Consul-Default-Acl-Policy": "allow", **resp.headers}
+        config = self.server.agent.datacenter.acl.config
+        headers = {"X-Consul-Default-Acl-Policy": config.default_policy if config.enabled else "allow", **resp.headers}
         headers["Content-Length"] = str(len(resp.body))
         headers["Date"] = formatdate(usegmt=True)
         # Go canonicalises header names (X-Consul-Knownleader); so do we.

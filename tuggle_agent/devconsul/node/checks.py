@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 if TYPE_CHECKING:
-    from .structs import CheckDef
-    from .timers import Scheduler, Timer
-    from .timings import Timings
+    from ..state.structs import CheckDef
+    from ..timers import Scheduler, Timer
+    from ..timings import Timings
 
 Report = Callable[[str, str], None]  # (status, output)
 OUTPUT_MAX = 4096

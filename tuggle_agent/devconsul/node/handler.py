@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import requests
 
 if TYPE_CHECKING:
-    from .config import HTTPHandlerConfig, WatchSpec
+    from ..config import HTTPHandlerConfig, WatchSpec
 
 OUTPUT_MAX = 4096
 

@@ -11,10 +11,10 @@ routes = Routes()
 @routes.add("/v1/status/leader", "GET")
 def status_leader(req: Request) -> Response:
     req.check_dc()
-    return Response.json(req.agent.cluster.leader_addr())
+    return Response.json(req.agent.datacenter.leader_addr())
 
 
 @routes.add("/v1/status/peers", "GET")
 def status_peers(req: Request) -> Response:
     req.check_dc()
-    return Response.json([a.server_addr for a in req.agent.cluster.nodes])
+    return Response.json([m.server_addr for m in req.agent.datacenter.members])

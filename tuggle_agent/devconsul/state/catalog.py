@@ -1,4 +1,4 @@
-"""The catalog (`/v1/catalog/`): nodes, service instances and health checks.
+"""The catalog tables: nodes, service instances and health checks.
 
 Agents push their local services and checks here synchronously (Consul's
 anti-entropy pushes registrations and status changes at once). A check going
@@ -9,27 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .codec import Fields, go_map
-from .coordinate import sort_near
-from .filter import apply_filter
-from .request import DATACENTER, HTTPError, Request, Response, Routes
-from .state import Interest, Store, Txn
-from .structs import (
-    catalog_service,
-    health_check,
-    node_service,
-    parse_check,
-    parse_service,
-)
+from ..codec import Fields, go_map
+from ..version import DATACENTER
+from .store import Interest
 
 if TYPE_CHECKING:
-    from .session import Sessions
+    from .sessions import Sessions
+    from .store import Store, Txn
 
 TOPIC = "catalog"
 INTEREST = Interest.of(TOPIC)
-CONSUL_VERSION = "1.22.0"
-
-routes = Routes()
 
 
 def node_record(name: str, node_id: str, address: str, meta: dict | None = None) -> dict:
@@ -46,7 +35,8 @@ def node_record(name: str, node_id: str, address: str, meta: dict | None = None)
     }
 
 
-def _same(old: dict | None, new: dict) -> bool:
+def same_record(old: dict | None, new: dict) -> bool:
+    """Equal but for the raft indexes (an unchanged write changes nothing)."""
     if old is None:
         return False
     strip = ("CreateIndex", "ModifyIndex")
@@ -61,7 +51,7 @@ class Catalog:
     # -- writes (inside store.write()) --------------------------------------------
     def _stamp(self, txn: Txn, table: str, old: dict | None, new: dict) -> dict | None:
         """Give `new` its indexes unless it equals `old` (then: no write)."""
-        if _same(old, new):
+        if same_record(old, new):
             return None
         index = txn.touch(table, TOPIC)
         new["CreateIndex"] = old["CreateIndex"] if old else index
@@ -181,140 +171,3 @@ class Catalog:
 
     def all_checks(self) -> list[dict]:
         return [check for node in sorted(self.store.checks) for check in self.node_checks(node)]
-
-
-# -- HTTP -------------------------------------------------------------------------------
-
-
-def _catalog_read(req: Request, build, index_of=lambda c: c.store.max_index("nodes", "services", "checks")):
-    catalog = req.agent.catalog
-
-    def run():
-        result = build(catalog)
-        return index_of(catalog), result, True
-
-    index, result = req.blocking_read(INTEREST, run)
-    return Response.json(result, index=index, leader=True)
-
-
-@routes.add("/v1/catalog/datacenters", "GET")
-def catalog_datacenters(req: Request) -> Response:
-    return Response.json([DATACENTER])
-
-
-@routes.add("/v1/catalog/nodes", "GET")
-def catalog_nodes(req: Request) -> Response:
-    def build(catalog: Catalog) -> list[dict]:
-        nodes = [catalog.store.nodes[n] for n in sorted(catalog.store.nodes)]
-        nodes = sort_near(req, nodes, lambda n: n["Node"])
-        return apply_filter(req, nodes)
-
-    return _catalog_read(req, build, lambda c: c.store.max_index("nodes"))
-
-
-@routes.add("/v1/catalog/services", "GET")
-def catalog_services(req: Request) -> Response:
-    def build(catalog: Catalog) -> dict:
-        rows = [
-            {**catalog_service(catalog.store.nodes[n], s)}
-            for n in sorted(catalog.store.services)
-            for s in catalog.store.services[n].values()
-        ]
-        result: dict[str, set[str]] = {}
-        for row in apply_filter(req, rows):
-            result.setdefault(row["ServiceName"], set()).update(row["ServiceTags"])
-        return {name: sorted(tags) for name, tags in sorted(result.items())}
-
-    return _catalog_read(req, build, lambda c: c.store.max_index("services"))
-
-
-@routes.add("/v1/catalog/service/", "GET")
-def catalog_service_nodes(req: Request) -> Response:
-    name = req.tail
-    if not name:
-        raise HTTPError(400, "Missing service name")
-
-    def build(catalog: Catalog) -> list[dict]:
-        if req.get("peer"):
-            return []
-        rows = [catalog_service(n, s) for n, s in catalog.instances(name, req.getall("tag"))]
-        return apply_filter(req, sort_near(req, rows, lambda r: r["Node"]))
-
-    return _catalog_read(req, build, lambda c: c.service_index(name))
-
-
-@routes.add("/v1/catalog/connect/", "GET")
-def catalog_connect(req: Request) -> Response:
-    def build(catalog: Catalog) -> list[dict]:
-        rows = [catalog_service(n, s) for n, s in catalog.connect_instances(req.tail)]
-        return [] if req.get("peer") else apply_filter(req, rows)
-
-    return _catalog_read(req, build, lambda c: c.service_index(req.tail))
-
-
-@routes.add("/v1/catalog/gateway-services/", "GET")
-def catalog_gateway_services(req: Request) -> Response:
-    # Gateways need config entries, which the dev agent does not keep.
-    return _catalog_read(req, lambda catalog: [], lambda c: c.store.max_index("services"))
-
-
-@routes.add("/v1/catalog/node/", "GET")
-def catalog_node(req: Request) -> Response:
-    def build(catalog: Catalog) -> dict | None:
-        node = catalog.store.nodes.get(req.tail)
-        if node is None:
-            return None
-        services = [node_service(s) for s in catalog.store.services[req.tail].values()]
-        services = apply_filter(req, services)
-        return {"Node": node, "Services": {s["ID"]: s for s in sorted(services, key=lambda s: s["ID"])}}
-
-    return _catalog_read(req, build)
-
-
-@routes.add("/v1/catalog/register", "PUT")
-def catalog_register(req: Request) -> Response:
-    req.check_dc()
-    body = req.fields()
-    req.check_dc(body.get("Datacenter", ""))
-    name, address = body.get("Node", ""), body.get("Address", "")
-    if not name or not address:
-        raise HTTPError(400, "Must provide node and address")
-    catalog, store = req.agent.catalog, req.agent.store
-    with store.write() as txn:
-        old = store.nodes.get(name)
-        if not (body.get("SkipNodeUpdate") and old):
-            record = node_record(name, body.get("ID", ""), address, body.get("NodeMeta"))
-            record["TaggedAddresses"] = go_map(body.get("TaggedAddresses") or {})
-            catalog.ensure_node(txn, record)
-        service = None
-        if body.get("Service"):
-            service_body = body.sub("Service")
-            raw = dict(service_body.raw)
-            raw.setdefault("Name", service_body.get("Service", ""))
-            service, _ = parse_service(Fields(raw))
-            catalog.ensure_service(txn, name, service)
-        checks = body.items("Checks") + ([body.sub("Check")] if body.get("Check") else [])
-        for fields in checks:
-            check = parse_check(fields)
-            owner = store.services[name].get(check.service_id)
-            catalog.ensure_check(txn, health_check(name, check, check.status or "critical", check.output, owner))
-    return Response.json(True)
-
-
-@routes.add("/v1/catalog/deregister", "PUT")
-def catalog_deregister(req: Request) -> Response:
-    req.check_dc()
-    body = req.fields()
-    req.check_dc(body.get("Datacenter", ""))
-    node = body.get("Node", "")
-    if not node:
-        raise HTTPError(400, "Must provide node")
-    catalog = req.agent.catalog
-    with req.agent.store.write() as txn:
-        if body.get("ServiceID"):
-            catalog.remove_service(txn, node, body.get("ServiceID"))
-        elif body.get("CheckID"):
-            catalog.remove_check(txn, node, body.get("CheckID"))
-        else:
-            catalog.deregister_node(txn, node)
-    return Response.json(True)

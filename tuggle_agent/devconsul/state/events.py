@@ -1,10 +1,7 @@
-"""User events (`/v1/event/`): fire, gossip to every live node, per-agent
-256-entry buffer, and the pseudo-blocking list endpoint.
+"""User events: building and validating an event, the filters a receiving
+agent applies, and each agent's 256-entry buffer with its pseudo-index.
 
-Size limits (Consul 1.22): the request body may hold at most 100 bytes
-(PR #22836 cites the documented 100-byte payload; its status code is not
-confirmed, we answer 413 with the wording of the KV size error), and Serf
-refuses a user event whose name ("consul:event:" + name) plus msgpack
+Serf refuses a user event whose name ("consul:event:" + name) plus msgpack
 encoding exceeds 512 bytes -> 500 "user event exceeds limit of 512 bytes".
 """
 
@@ -13,23 +10,15 @@ from __future__ import annotations
 import re
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING
 
-from .codec import b64, uuid_to_uint64
-from .request import HTTPError, Request, Response, Routes
-from .state import Interest, StateError
-
-if TYPE_CHECKING:
-    from .agent import Agent
+from ..codec import b64, uuid_to_uint64
+from ..errors import StateError
 
 BUFFER_SIZE = 256
-MAX_BODY = 100
 SERF_LIMIT = 512
 SERF_PREFIX = "consul:event:"
 REMOTE_EXEC = "_rexec"  # consumed by the agent's remote-exec handler, never buffered
 VERSION = 1
-
-routes = Routes()
 
 
 def topic(node: str) -> str:
@@ -76,6 +65,7 @@ def serf_size(event: dict, payload: bytes) -> int:
 
 
 def make_event(name: str, payload: bytes, node: str, service: str, tag: str) -> dict:
+    """A new event, its filters validated as the agent's UserEvent does."""
     if not name:
         raise StateError("User event missing name")
     if tag and not service:
@@ -83,7 +73,7 @@ def make_event(name: str, payload: bytes, node: str, service: str, tag: str) -> 
     for kind, pattern in (("node", node), ("service", service), ("tag", tag)):
         if pattern:
             _compile(kind, pattern)
-    event = {
+    return {
         "ID": str(uuid.uuid4()),
         "Name": name,
         "Payload": b64(payload),
@@ -93,55 +83,25 @@ def make_event(name: str, payload: bytes, node: str, service: str, tag: str) -> 
         "Version": VERSION,
         "LTime": 0,
     }
+
+
+def check_size(event: dict, payload: bytes) -> None:
+    """Serf's limit, hit when the event is sent: after the ACL check."""
     if serf_size(event, payload) > SERF_LIMIT:
         raise StateError(f"user event exceeds limit of {SERF_LIMIT} bytes")
-    return event
 
 
-def accepts(agent: Agent, event: dict) -> bool:
+def accepts(event: dict, node: str, services: dict[str, dict]) -> bool:
     """The receiving agent's filters (Consul's shouldProcessUserEvent): the
     node regexp against its name; the service regexp against the IDs of its
-    locally registered services, and then the tag regexp against their tags."""
-    if event["NodeFilter"] and not re.search(event["NodeFilter"], agent.name):
+    locally registered `services`, and then the tag regexp against their tags."""
+    if event["NodeFilter"] and not re.search(event["NodeFilter"], node):
         return False
     if not event["ServiceFilter"]:
         return True
-    for service_id, service in agent.local_services().items():
+    for service_id, service in services.items():
         if not re.search(event["ServiceFilter"], service_id):
             continue
         if not event["TagFilter"] or any(re.search(event["TagFilter"], t) for t in service["Tags"]):
             return True
     return False
-
-
-@routes.add("/v1/event/fire/", "PUT")
-def event_fire(req: Request) -> Response:
-    name = req.tail
-    if not name:
-        raise HTTPError(400, "Missing name")
-    req.check_dc()
-    if len(req.body) > MAX_BODY:
-        raise HTTPError(413, f"Request body({len(req.body)} bytes) too large, max size: {MAX_BODY} bytes")
-    event = make_event(name, req.body, req.get("node"), req.get("service"), req.get("tag"))
-    req.agent.cluster.fire_event(dict(event))
-    return Response.json(event)  # LTime stays 0 here: gossip assigns it later
-
-
-@routes.add("/v1/event/list", "GET")
-def event_list(req: Request) -> Response:
-    agent, name = req.agent, req.get("name")
-    timings = agent.timings
-    min_index, timeout = req.blocking(
-        default_wait=timings.event_list_max_wait, max_wait=timings.event_list_max_wait, jitter=False
-    )
-
-    def current() -> int:
-        return index_of(agent.events.named(name))
-
-    if min_index:
-        # Agent-local pseudo blocking: wait while the (filtered) index still
-        # equals the client's; events of other names re-run the check only.
-        agent.store.wait_for_change(Interest.of(topic(agent.name)), lambda: current() == min_index, timeout, agent.stopping)
-    with agent.store.lock:
-        events = agent.events.named(name)
-    return Response.json(events, index=index_of(events))  # no KnownLeader headers: agent-local

@@ -22,9 +22,9 @@ from email.message import Message
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from .codec import go_json, uuid_to_uint64
-from .config import WatchSpec
-from .timings import Timings
+from ..codec import go_json, uuid_to_uint64
+from ..config import WatchSpec
+from ..timings import Timings
 
 Handler = Callable[[int, bytes], None]
 
@@ -88,8 +88,14 @@ def decode_result(spec: WatchSpec, data: Any, last_index: int | None) -> Any:
 
 
 class Plan:
-    def __init__(self, spec: WatchSpec, port: int, handler: Handler, timings: Timings, log: logging.Logger):
+    def __init__(
+        self, spec: WatchSpec, port: int, handler: Handler, timings: Timings, log: logging.Logger, default_token: str = ""
+    ):
         self.spec = spec
+        # A watch without its own `token` sends none to Consul, whose HTTP
+        # layer then applies the agent's default token; the dev agent's
+        # stand-in for that is the cluster's agent token.
+        self.token = spec.token or default_token
         self.port = port
         self.handler = handler
         self.timings = timings
@@ -121,7 +127,7 @@ class Plan:
         self._thread.join(timeout)
 
     def _get(self, path: str, params: list[tuple[str, str]]) -> tuple[int, Message, bytes]:
-        headers = {"X-Consul-Token": self.spec.token} if self.spec.token else {}
+        headers = {"X-Consul-Token": self.token} if self.token else {}
         with self._conn_lock:
             if self._stop.is_set():
                 raise WatchError("stopped")

@@ -1,22 +1,25 @@
 """Request/response objects and the conventions shared by every endpoint:
-query flags, blocking parameters, `dc` checks, metadata headers, errors."""
+query flags, blocking parameters, `dc` checks, metadata headers, errors, and
+the request's ACL token with what it may see."""
 
 from __future__ import annotations
 
 import json
 import random
 from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .codec import Fields, go_json, parse_duration
-from .state import StateError
+from ..codec import Fields, go_json, parse_duration
+from ..errors import StateError
+from ..version import DATACENTER
 
 if TYPE_CHECKING:
-    from .agent import Agent
+    from ..node.agent import Agent
+    from ..state.authz import Authz
 
-DATACENTER = "dc1"
-
+Row = TypeVar("Row")
 
 class HTTPError(Exception):
     """An error with its own status code (Consul's HTTPError)."""
@@ -65,6 +68,10 @@ class Request:
     body: bytes
     agent: Agent
     tail: str = ""  # the part of the path after the route's prefix
+    # Rows were left out because the token may not read them: the answer
+    # carries X-Consul-Results-Filtered-By-ACLs (see Router.dispatch).
+    filtered: bool = False
+    _authz: Authz | None = None
 
     def has(self, name: str) -> bool:
         return name in self.query
@@ -75,6 +82,33 @@ class Request:
 
     def getall(self, name: str) -> list[str]:
         return self.query.get(name, [])
+
+    @property
+    def token(self) -> str:
+        """The ACL token as Consul's parseToken finds it: ?token= first, then
+        X-Consul-Token, then `Authorization: Bearer`; "" means anonymous."""
+        if self.get("token"):
+            return self.get("token")
+        if self.headers.get("X-Consul-Token"):
+            return self.headers["X-Consul-Token"].strip()
+        scheme, _, value = self.headers.get("Authorization", "").partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else ""
+
+    @property
+    def authz(self) -> Authz:
+        """What the token may do; PermissionDenied("ACL not found") for a
+        token nobody holds. Resolved on first use, so endpoints without ACL
+        checks (status, ui) answer whatever the token."""
+        if self._authz is None:
+            self._authz = self.agent.datacenter.acl.resolve(self.token)
+        return self._authz
+
+    def visible(self, rows: Iterable[Row], readable) -> list[Row]:
+        """The rows `readable(row)` allows, noting whether any were dropped."""
+        rows = list(rows)
+        kept = [row for row in rows if readable(row)]
+        self.filtered = self.filtered or len(kept) != len(rows)
+        return kept
 
     def fields(self, aliases: dict[str, str] | None = None) -> Fields:
         """The JSON body as a case-insensitive object; 400 when it is not JSON."""
@@ -133,7 +167,12 @@ class Request:
         """Run a server-backed read with Consul's blocking semantics."""
         self.check_dc()
         min_index, timeout = self.blocking()
-        return self.agent.store.blocking_query(interest, run, min_index, timeout, self.agent.stopping)
+
+        def fresh_run():
+            self.filtered = False  # only the answer's own run counts
+            return run()
+
+        return self.agent.store.blocking_query(interest, fresh_run, min_index, timeout, self.agent.stopping)
 
 
 Handler = Callable[[Request], Any]
