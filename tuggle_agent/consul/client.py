@@ -67,6 +67,11 @@ def make_client_from(source: Union[Config, ConsulSettings], timeout: float = 10.
     # py-consul lets $CONSUL_HTTP_TOKEN override the token it is given; the settings
     # have already applied Consul's precedence (flags > environment > file).
     client.token = s.token
+    if s.token:
+        # py-consul forgets the token on some reads (agent.self, coordinate.nodes, event.list):
+        # under an ACL default-deny policy they would run as anonymous.  A session header
+        # carries it on every request; Consul prefers ?token= where py-consul sets one.
+        client.http.session.headers["X-Consul-Token"] = s.token
     if retry_reads:
         adapter = HTTPAdapter(max_retries=READ_RETRY)
         client.http.session.mount("http://", adapter)

@@ -143,13 +143,15 @@ class FetchJob:
                 self.f.flush()
                 os.fsync(self.f.fileno())
             self._commit()
+            # The edge before the last bytes: a client that has the whole object sees its
+            # fetch in ?graph (one KV write; hooks may take minutes, so they come after).
+            self._record_edge()
             d.finish()
             metrics.FETCHES.labels("ok").inc()
             metrics.FETCH_SECONDS.observe(time.time() - d.started_at)
             log.info("fetched %s (%d bytes) from %s: verified sha256 %s", meta.name, meta.size, d.source,
                      meta.sha256[:16])
             self._post_hooks_and_advertise()
-            self._record_edge()
             return None
         except Exception as exc:  # never leave readers waiting on a dead thread
             failure = self._as_error(exc)
