@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from tests.cluster import TuggleCluster
+from tuggle_agent.harness import TuggleCluster
 
 _names = itertools.count()
 

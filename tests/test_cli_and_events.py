@@ -1,17 +1,13 @@
 """Command-line errors and event payloads: small contracts operators and Consul rely on."""
 
-import os
 import subprocess
 
-from tests.cluster import VENV_BIN
+from tuggle_agent.harness import agent_command
 from tuggle_agent.objects.events import parse, payload
 from tuggle_agent.objects.names import object_id
 
-AGENT = os.path.join(VENV_BIN, "tuggle-agent")
-
-
 def run(*args, **kw):
-    return subprocess.run([AGENT, *args], capture_output=True, text=True, timeout=30, **kw)
+    return subprocess.run(agent_command(*args), capture_output=True, text=True, timeout=30, **kw)
 
 
 def test_bad_flags_exit_nonzero_naming_the_key(tmp_path):

@@ -8,13 +8,13 @@ import time
 
 import requests
 
-from tests.cluster import VENV_BIN, free_port_range, wait_until
+from tuggle_agent.harness import agent_command, free_port_range, wait_until
 
 
 def test_dev_runs_a_cluster_and_stops_cleanly(tmp_path):
     port, consul = free_port_range(2), free_port_range(2)
-    proc = subprocess.Popen([os.path.join(VENV_BIN, "tuggle-agent"), "dev", "--nodes", "2", "--port", str(port),
-                             "--consul-port", str(consul), "--workdir", str(tmp_path)],
+    proc = subprocess.Popen(agent_command("dev", "--nodes", "2", "--port", str(port),
+                                          "--consul-port", str(consul), "--workdir", str(tmp_path)),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         lines = []

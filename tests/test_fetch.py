@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.cluster import TuggleCluster, wait_until
+from tuggle_agent.harness import TuggleCluster, wait_until
 
 MiB = 2**20
 

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from tests.cluster import TuggleCluster, wait_until
 from tuggle_agent.engine.peer import INTERNAL_HEADER
+from tuggle_agent.harness import TuggleCluster, wait_until
 
 MiB = 2**20
 

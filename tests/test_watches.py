@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.cluster import VENV_BIN, TuggleCluster, wait_until
+from tuggle_agent.harness import TuggleCluster, agent_command, wait_until
 
 MiB = 2**20
 HOOK = Path(__file__).parent / "hook_scripts"
@@ -193,7 +193,7 @@ def test_failing_post_hook_follows_policy(cluster, unique_name):
 @pytest.mark.parametrize("stdin", ["not json", '{"Key": "x"}', "[1, 2]", '[{"foo": 1}]'])
 def test_malformed_stdin_is_refused_and_changes_nothing(cluster, stdin):
     before = sorted(p.name for p in cluster[0].data_dir.iterdir())
-    p = subprocess.run([os.path.join(VENV_BIN, "tuggle-agent"), "handle-event", "--config", str(cluster[0].config_path)],
+    p = subprocess.run(agent_command("handle-event", "--config", str(cluster[0].config_path)),
                        input=stdin, capture_output=True, text=True, timeout=30)
     assert p.returncode != 0
     assert "not a Consul watch result" in p.stderr and "Nothing was changed" in p.stderr

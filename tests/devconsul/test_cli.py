@@ -7,18 +7,15 @@ import os
 import select
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import requests
 from click.testing import CliRunner
 
-from tests.cluster import free_port_range
 from tuggle_agent.devconsul.cli import devconsul_command
+from tuggle_agent.harness import agent_command, free_port_range
 
 from .helpers import wait_until
 
-BIN = Path(sys.executable).parent / "tuggle-agent"
 
 
 def _readline(proc: subprocess.Popen, timeout: float) -> str:
@@ -35,8 +32,8 @@ def test_runs_reloads_on_sighup_and_stops_on_sigterm(tmp_path):
     (tmp_path / "cfg" / "w.json").write_text(json.dumps({"watches": [{"type": "key", "key": "k", "handler": handler}]}))
     port = free_port_range(2)
     proc = subprocess.Popen(
-        [str(BIN), "devconsul", "--nodes", "2", "--http-port", str(port), "--fast",
-         "--config-dir", str(tmp_path / "cfg"), "--log-level", "warn"],
+        agent_command("devconsul", "--nodes", "2", "--http-port", str(port), "--fast",
+                      "--config-dir", str(tmp_path / "cfg"), "--log-level", "warn"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     try:
