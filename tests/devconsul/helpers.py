@@ -5,21 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
 
-T = TypeVar("T")
-
-
-def wait_until(pred: Callable[[], T], timeout: float = 5.0, interval: float = 0.01, message: str = "") -> T:
-    """Poll `pred` until it returns something truthy; return that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {message or pred}")
-        time.sleep(interval)
+from tuggle_agent.harness import wait_until
 
 
 class Blocked:
@@ -33,7 +20,7 @@ class Blocked:
         self._thread = threading.Thread(target=self._run, daemon=True)
         before = cluster.store.waiting()
         self._thread.start()
-        wait_until(lambda: cluster.store.waiting() > before, message="query did not block")
+        wait_until(lambda: cluster.store.waiting() > before, what="the query to block")
 
     def _run(self) -> None:
         start = time.monotonic()

@@ -12,10 +12,7 @@ import requests
 from click.testing import CliRunner
 
 from tuggle_agent.devconsul.cli import devconsul_command
-from tuggle_agent.harness import agent_command, free_port_range
-
-from .helpers import wait_until
-
+from tuggle_agent.harness import agent_command, free_port_range, wait_until
 
 
 def _readline(proc: subprocess.Popen, timeout: float) -> str:

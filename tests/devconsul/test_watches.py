@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import wait_until
+from tuggle_agent.harness import wait_until
 
 RECORD = """#!/bin/sh
 # Record one handler call: stdin -> <n>.json, $CONSUL_INDEX -> <n>.index.
@@ -46,7 +46,7 @@ class Recorder:
         return [(p.read_bytes(), int((self.dir / f"{p.stem}.index").read_text())) for p in done]
 
     def wait(self, count: int, timeout: float = 5.0) -> list[tuple[bytes, int]]:
-        return wait_until(lambda: len(self.calls()) >= count and self.calls(), timeout, message=f"{count} calls")
+        return wait_until(lambda: len(self.calls()) >= count and self.calls(), timeout, what=f"{count} calls")
 
 
 def write_config(directory: Path, *watches: dict, name: str = "watches.json") -> Path:
