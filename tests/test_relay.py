@@ -34,15 +34,16 @@ def fetching_in_background(agent, name, verified: int = 0):
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    # node2 downloads slowly, so it is a partial holder for a while.
+def relay_cluster4(tmp_path_factory):
+    """Four nodes: node2 fetches at 2 MiB/s, so it is a partial holder (a relay) for a while;
+    node3 gives up on a stalled source after 2s. Shared by the module's tests."""
     with TuggleCluster(tmp_path_factory.mktemp("relay"), nodes=4, per_node={
             "node2": {"fetch_rate": "2MiB"}, "node3": {"stall_timeout": "2s"}}) as c:
         yield c
 
 
-def test_partial_holder_serves_a_peer_before_its_copy_completes(chain, unique_name):
-    n1, n2, n3, _ = chain.agents
+def test_partial_holder_serves_a_peer_before_its_copy_completes(relay_cluster4, unique_name):
+    n1, n2, n3, _ = relay_cluster4.agents
     name = unique_name()
     body = os.urandom(8 * MiB)
     n1.put(name, body)
@@ -50,7 +51,7 @@ def test_partial_holder_serves_a_peer_before_its_copy_completes(chain, unique_na
         r = requests.get(f"{n2.url}/{name}", headers={INTERNAL_HEADER: "test", "Range": "bytes=0-524287"}, timeout=10)
         assert r.status_code == 206 and r.content == body[:524288]
         assert n2.fetching(name), "node2 served a peer while its own fetch was still running"
-        assert "node2" not in chain.holders(name) and not n2.local_file(name).exists(), \
+        assert "node2" not in relay_cluster4.holders(name) and not n2.local_file(name).exists(), \
             "a partial holder must not look like a complete one"
         # node1's only relay slot is node2's: node3 joins the chain behind node2 and keeps pace with it
         r3 = n3.get(name)
@@ -58,8 +59,8 @@ def test_partial_holder_serves_a_peer_before_its_copy_completes(chain, unique_na
     assert ("node2", "node3") in edges(n1, name) and ("node1", "node2") in edges(n1, name)
 
 
-def test_peer_reads_of_a_partial_holder_never_run_ahead_of_verification(chain, unique_name):
-    n1, n2, _, _ = chain.agents
+def test_peer_reads_of_a_partial_holder_never_run_ahead_of_verification(relay_cluster4, unique_name):
+    n1, n2, _, _ = relay_cluster4.agents
     name = unique_name()
     body = os.urandom(6 * MiB)
     n1.put(name, body)
@@ -69,8 +70,8 @@ def test_peer_reads_of_a_partial_holder_never_run_ahead_of_verification(chain, u
         assert r.status_code == 200 and hashlib.sha256(r.content).digest() == hashlib.sha256(body).digest()
 
 
-def test_killed_relay_is_routed_around_and_the_copy_verifies(chain, unique_name):
-    n1, n2, n3, _ = chain.agents
+def test_killed_relay_is_routed_around_and_the_copy_verifies(relay_cluster4, unique_name):
+    n1, n2, n3, _ = relay_cluster4.agents
     name = unique_name()
     body = os.urandom(12 * MiB)
     n1.put(name, body)
@@ -130,8 +131,8 @@ def test_serve_rate_caps_uploads_shared_by_concurrent_peers(tmp_path, unique_nam
             assert a.local_file(n).stat().st_size == 2 * MiB
 
 
-def test_metrics_show_where_bytes_came_from(chain, unique_name):
-    n1, _, _, n4 = chain.agents
+def test_metrics_show_where_bytes_came_from(relay_cluster4, unique_name):
+    n1, _, _, n4 = relay_cluster4.agents
 
     def sample(agent):
         out = {}
@@ -156,8 +157,8 @@ def test_metrics_show_where_bytes_came_from(chain, unique_name):
     assert delta(after1, before1, "tuggle_uploaded_bytes_total") == 4 * MiB
 
 
-def test_stalled_relay_is_dropped_after_stall_timeout(chain, unique_name):
-    n1, n2, n3, _ = chain.agents
+def test_stalled_relay_is_dropped_after_stall_timeout(relay_cluster4, unique_name):
+    n1, n2, n3, _ = relay_cluster4.agents
     name = unique_name()
     body = os.urandom(12 * MiB)
     n1.put(name, body)
