@@ -287,7 +287,7 @@ class TuggleCluster:
     def start(self) -> TuggleCluster:
         taken = [f"{HOST}:{port} ({what})" for port, what in self.fixed_ports() if not port_is_free(port)]
         if taken:
-            raise PortsTaken("already in use: " + ", ".join(taken))
+            raise PortsTaken(", ".join(taken) + (" is" if len(taken) == 1 else " are") + " already in use")
         for name in self.names() if self.watches else ():  # Consul refuses to start on a missing config dir
             (self.workdir / name / "consul.d").mkdir(parents=True, exist_ok=True)
         self.dev.start()
