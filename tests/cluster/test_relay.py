@@ -70,16 +70,25 @@ def test_peer_reads_of_a_partial_holder_never_run_ahead_of_verification(relay_cl
         assert r.status_code == 200 and hashlib.sha256(r.content).digest() == hashlib.sha256(body).digest()
 
 
-def test_killed_relay_is_routed_around_and_the_copy_verifies(relay_cluster4, unique_name):
-    n1, n2, n3, _ = relay_cluster4.agents
-    name = unique_name()
-    body = os.urandom(12 * MiB)
+@contextmanager
+def node3_relaying_from_node2(cluster, name: str, body: bytes):
+    """node1 stores `body`; slow node2 fetches it and node3 fetches it through node2.
+    Yields node3's GET (a future) once node3 has verified 1 MiB from node2. If the test
+    breaks node2, node2's own GET fails: its future's error is never read."""
+    n1, n2, n3, _ = cluster.agents
     n1.put(name, body)
-    # node2's own GET breaks when node2 is killed; its future's error is never read
     with fetching_in_background(n2, name), ThreadPoolExecutor() as pool:
         got = pool.submit(n3.get, name, timeout=90)
         wait_until(lambda: (f := n3.fetching(name)) and f[0]["source"] == "node2" and f[0]["verified"] > MiB, 20,
                    what="node3 relaying from node2")
+        yield got
+
+
+def test_killed_relay_is_routed_around_and_the_copy_verifies(relay_cluster4, unique_name):
+    _, n2, n3, _ = relay_cluster4.agents
+    name = unique_name()
+    body = os.urandom(12 * MiB)
+    with node3_relaying_from_node2(relay_cluster4, name, body) as got:
         n2.kill()
         try:
             r = got.result(90)
@@ -158,14 +167,10 @@ def test_metrics_show_where_bytes_came_from(relay_cluster4, unique_name):
 
 
 def test_stalled_relay_is_dropped_after_stall_timeout(relay_cluster4, unique_name):
-    n1, n2, n3, _ = relay_cluster4.agents
+    _, n2, n3, _ = relay_cluster4.agents
     name = unique_name()
     body = os.urandom(12 * MiB)
-    n1.put(name, body)
-    with fetching_in_background(n2, name), ThreadPoolExecutor() as pool:
-        got = pool.submit(n3.get, name, timeout=90)
-        wait_until(lambda: (f := n3.fetching(name)) and f[0]["source"] == "node2" and f[0]["verified"] > MiB, 20,
-                   what="node3 relaying from node2")
+    with node3_relaying_from_node2(relay_cluster4, name, body) as got:
         os.killpg(n2.proc.pid, signal.SIGSTOP)  # hung, not dead: the connection stays open
         try:
             r = got.result(90)

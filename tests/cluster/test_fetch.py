@@ -58,12 +58,19 @@ def test_fetch_rate_is_shared_by_concurrent_fetches(fetch_cluster4, unique_name)
     assert 0.85 * 2 * MiB <= rate <= 1.15 * 2 * MiB, f"{rate / MiB:.2f} MiB/s against a 2 MiB/s limit"
 
 
-def test_corrupt_holder_is_detected_and_another_used(fetch_cluster4, unique_name):
-    n1, n2, n3, _ = fetch_cluster4.agents
-    name = unique_name()
-    body = os.urandom(3 * MiB)
+def on_node1_and_node2(cluster, name: str, size: int) -> bytes:
+    """`size` random bytes PUT on node1 and fetched by node2: two complete holders."""
+    n1, n2 = cluster.agents[:2]
+    body = os.urandom(size)
     n1.put(name, body)
     assert n2.get(name).content == body
+    return body
+
+
+def test_corrupt_holder_is_detected_and_another_used(fetch_cluster4, unique_name):
+    _, n2, n3, _ = fetch_cluster4.agents
+    name = unique_name()
+    body = on_node1_and_node2(fetch_cluster4, name, 3 * MiB)
     # Flip bytes in node2's copy behind the agent's back: same size, inode and mtime, so
     # node2's cheap stat guard can't tell and only the fetcher's piece digests can.
     st = n2.local_file(name).stat()
@@ -93,9 +100,7 @@ def test_corrupt_holder_is_detected_and_another_used(fetch_cluster4, unique_name
 def test_source_killed_mid_transfer_resumes_from_another_holder(fetch_cluster4, unique_name):
     n1, n2, n3, _ = fetch_cluster4.agents
     name = unique_name()
-    body = os.urandom(8 * MiB)
-    n1.put(name, body)
-    assert n2.get(name).content == body
+    body = on_node1_and_node2(fetch_cluster4, name, 8 * MiB)
     with ThreadPoolExecutor() as pool:
         got = pool.submit(n3.get, name, timeout=60)
         status = wait_until(lambda: [f for f in n3.fetching(name) if f["verified"] > MiB], 20, what="fetch under way")
