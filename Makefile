@@ -1,8 +1,9 @@
-# The two commands of the README's Quick start, and what they need.
+# The two commands of the README's Quick start (demo, test), what they need, and the
+# quick loop: `make unit` runs tests/unit alone (pure logic, seconds, no xdist).
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: demo test bench deps
+.PHONY: demo test unit bench deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +20,12 @@ deps: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/tuggle-agent dev --nodes 3
 
+# Everything: tests/unit, tests/cluster and tests/devconsul (pyproject's testpaths).
 test: deps
 	$(VENV)/bin/pytest -n 2 --dist loadfile
+
+unit: $(VENV)/.installed
+	$(VENV)/bin/pytest tests/unit -q
 
 # Figures for the README (several minutes; core_bench needs nginx: apt-get install nginx).
 bench: deps

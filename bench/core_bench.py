@@ -26,10 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.cluster import TuggleCluster, free_port  # noqa: E402
+from tuggle_agent.harness import TuggleCluster, free_port
 
 MiB = 2**20
 CLK = os.sysconf("SC_CLK_TCK")

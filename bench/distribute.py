@@ -21,17 +21,15 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tuggle_agent.harness import TuggleCluster
 
-from tests.cluster import TuggleCluster  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MiB = 2**20
 CLK = os.sysconf("SC_CLK_TCK")

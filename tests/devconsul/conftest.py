@@ -1,4 +1,7 @@
-"""Fixtures for the dev agent's tests: a started 3-node DevCluster with test
+"""tests/devconsul: the embedded Consul dev agent (tuggle_agent/devconsul) against
+Consul's documented behaviour, in process and as `tuggle-agent devconsul`.
+
+Fixtures for the dev agent's tests: a started 3-node DevCluster with test
 timings, and a factory for clusters with other options."""
 
 from __future__ import annotations

@@ -12,22 +12,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-T = TypeVar("T")
-BIN = Path(sys.executable).parent / "tuggle-agent"
+from tuggle_agent.harness import agent_command, wait_until
 
-
-def wait_until(pred: Callable[[], T], timeout: float = 5.0, interval: float = 0.01, message: str = "") -> T:
-    """Poll `pred` until it returns something truthy; return that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {message or pred}")
-        time.sleep(interval)
+BIN = agent_command()[0]  # the tuggle-agent executable
 
 
 class Blocked:
@@ -41,7 +29,7 @@ class Blocked:
         self._thread = threading.Thread(target=self._run, daemon=True)
         before = cluster.store.waiting()
         self._thread.start()
-        wait_until(lambda: cluster.store.waiting() > before, message="query did not block")
+        wait_until(lambda: cluster.store.waiting() > before, what="the query to block")
 
     def _run(self) -> None:
         start = time.monotonic()
@@ -96,7 +84,7 @@ class Recorder:
         return [(p.read_bytes(), int((self.dir / f"{p.stem}.index").read_text())) for p in done]
 
     def wait(self, count: int, timeout: float = 5.0) -> list[tuple[bytes, int]]:
-        return wait_until(lambda: len(self.calls()) >= count and self.calls(), timeout, message=f"{count} calls")
+        return wait_until(lambda: len(self.calls()) >= count and self.calls(), timeout, what=f"{count} calls")
 
 
 def write_config(directory: Path, *watches: dict, name: str = "watches.json") -> Path:

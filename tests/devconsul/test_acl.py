@@ -12,7 +12,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from tests.cluster import free_port_range
+from tuggle_agent.harness import free_port_range
 from tuggle_agent.devconsul.cli import devconsul_command
 
 from .helpers import BIN, Recorder, readline, write_config

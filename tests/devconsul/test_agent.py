@@ -6,7 +6,7 @@ import consul
 import pytest
 import requests
 
-from .helpers import wait_until
+from tuggle_agent.harness import wait_until
 
 Check = consul.Check
 

@@ -10,7 +10,9 @@ import consul
 import pytest
 import requests
 
-from .helpers import Blocked, wait_until
+from tuggle_agent.harness import wait_until
+
+from .helpers import Blocked
 
 Check = consul.Check
 

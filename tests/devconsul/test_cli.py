@@ -10,7 +10,7 @@ import subprocess
 import requests
 from click.testing import CliRunner
 
-from tests.cluster import free_port_range
+from tuggle_agent.harness import free_port_range
 from tuggle_agent.devconsul.cli import devconsul_command
 
 from .helpers import BIN, readline, wait_until

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from .helpers import wait_until
+from tuggle_agent.harness import wait_until
 
 
 def test_unknown_endpoint_names_itself_and_logs(base_url, caplog):

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 
-from .helpers import wait_until
+from tuggle_agent.harness import wait_until
 from .semaphore_client import FLAGS, Semaphore
 
 

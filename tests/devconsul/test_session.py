@@ -8,7 +8,9 @@ import consul
 import pytest
 import requests
 
-from .helpers import Blocked, wait_until
+from tuggle_agent.harness import wait_until
+
+from .helpers import Blocked
 
 
 def _create(base_url: str, body: dict | None = None) -> requests.Response:

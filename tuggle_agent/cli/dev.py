@@ -3,113 +3,31 @@
 The embedded dev agent plays Consul for N nodes; each node gets its own
 `tuggle-agent serve` process, data dir and Consul config dir with the watches
 written by `install-watches` — the same path an operator takes on real Consul.
+
+The cluster is tuggle_agent.harness's, the one the tests and benchmarks run; this
+command adds what a person at a terminal needs: the ports checked before anything
+starts, "ready" only once every node answers and passes its check, a banner with
+examples, and a non-zero exit naming the node (and its log) if one dies.
 """
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import click
-import requests
-import yaml
 
-from ..devconsul import DevCluster, Timings
+from ..harness import ClusterError, PortsTaken, TuggleCluster, WaitTimeout
 
 
-def _agent_bin() -> str:
-    return str(Path(sys.executable).parent / "tuggle-agent")
-
-
-class LocalCluster:
-    def __init__(self, nodes: int, port: int, consul_port: int, workdir: Path, zones: int = 1,
-                 settings: dict | None = None):
-        self.nodes = nodes
-        self.port = port
-        self.consul_port = consul_port
-        self.workdir = workdir.absolute()
-        self.zones = zones
-        self.settings = settings or {}
-        self.procs: list[subprocess.Popen] = []
-        self.dev: DevCluster | None = None
-
-    def node_dir(self, i: int) -> Path:
-        return self.workdir / f"node{i}"
-
-    def prepare(self) -> None:
-        for i in range(1, self.nodes + 1):
-            d = self.node_dir(i)
-            d.mkdir(parents=True, exist_ok=True)
-            cfg_path = d / "tuggle.yaml"
-            cfg_path.write_text(yaml.safe_dump({
-                "data_dir": str(d / "data"), "bind": "127.0.0.1", "port": self.port + i - 1,
-                "consul": {"address": f"127.0.0.1:{self.consul_port + i - 1}"},
-                "check_interval": "2s", **self.settings}))
-            (d / "consul.d").mkdir(exist_ok=True)
-
-    def start(self) -> None:
-        self.prepare()
-        env = {"PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
-        self.dev = DevCluster(nodes=self.nodes, http_port=self.consul_port, zones=self.zones, timings=Timings(),
-                              config_dirs=[str(self.workdir / "{node}" / "consul.d")], env=env)
-        self.dev.__enter__()
-        for i in range(1, self.nodes + 1):
-            log = open(self.node_dir(i) / "agent.log", "ab")
-            self.procs.append(subprocess.Popen(
-                [_agent_bin(), "serve", "--config", str(self.node_dir(i) / "tuggle.yaml")],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-            log.close()
-        deadline = time.monotonic() + 60
-        for i in range(1, self.nodes + 1):
-            url = f"http://127.0.0.1:{self.port + i - 1}/?ping"
-            while True:
-                if self.procs[i - 1].poll() is not None:
-                    raise click.ClickException(f"node{i}'s tuggle-agent exited; see {self.node_dir(i) / 'agent.log'}")
-                try:
-                    if requests.get(url, timeout=1).status_code == 200:
-                        break
-                except requests.exceptions.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise click.ClickException(f"node{i} did not answer {url} within 60s")
-                time.sleep(0.1)
-        # Ready means usable: every node's health check passes, so it can be a source.
-        consul = self.dev.consul("node1")
-        while len(consul.health.service("tuggle", passing=True)[1]) < self.nodes:
-            if time.monotonic() > deadline:
-                raise click.ClickException("not every node's health check passed within 60s; see the agent logs")
-            time.sleep(0.1)
-        # Wire the watches in last, as an operator would once the agent runs, so their
-        # first firing finds `serve` up.
-        for i in range(1, self.nodes + 1):
-            d = self.node_dir(i)
-            subprocess.run([_agent_bin(), "install-watches", "--consul-config-dir", str(d / "consul.d"),
-                            "--config", str(d / "tuggle.yaml"), "--reload"], check=True, capture_output=True)
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-        if self.dev is not None:
-            self.dev.__exit__(None, None, None)
-
-    def banner(self) -> str:
-        rows = ["node     tuggle-agent            consul (dev agent)      data"]
-        for i in range(1, self.nodes + 1):
-            rows.append(f"node{i:<4} http://127.0.0.1:{self.port + i - 1:<6} http://127.0.0.1:{self.consul_port + i - 1:<6} "
-                        f"{self.node_dir(i) / 'data'}")
-        p1, p2 = self.port, self.port + min(1, self.nodes - 1)
-        examples = f"""
+def banner(cluster: TuggleCluster) -> str:
+    rows = ["node     tuggle-agent            consul (dev agent)      data"]
+    for a in cluster.agents:
+        rows.append(f"{a.name:<8} http://127.0.0.1:{a.port:<6} http://127.0.0.1:{cluster.dev.node(a.name).port:<6} "
+                    f"{a.data_dir}")
+    p1, p2 = cluster[0].port, cluster[min(1, cluster.size - 1)].port
+    examples = f"""
 Try it:
   curl -T /etc/os-release http://127.0.0.1:{p1}/os-release                       # store on node1 (PUT)
   curl http://127.0.0.1:{p1}/                                                    # list objects
@@ -118,8 +36,19 @@ Try it:
   curl 'http://127.0.0.1:{p1}/os-release?graph'                                  # who fetched from whom (DOT)
   curl -T /etc/hostname 'http://127.0.0.1:{p1}/hostname?sync'                   # store + prefetch everywhere
   curl -XDELETE http://127.0.0.1:{p2}/os-release                                 # delete everywhere
-Logs: {self.workdir}/node*/agent.log   Stop: Ctrl-C"""
-        return "\n".join(rows) + "\n" + examples
+Logs: {cluster.workdir}/node*/agent.log   Stop: Ctrl-C"""
+    return "\n".join(rows) + "\n" + examples
+
+
+def run_until_stopped(cluster: TuggleCluster, stop: threading.Event) -> bool:
+    """Watch the nodes until `stop` is set; False as soon as one has died (reported)."""
+    while not stop.wait(1):
+        dead = cluster.dead_agents()
+        for a in dead:
+            click.echo(a.exit_report(), err=True)
+        if dead:
+            return False
+    return True
 
 
 @click.command("dev")
@@ -132,25 +61,32 @@ Logs: {self.workdir}/node*/agent.log   Stop: Ctrl-C"""
 def dev_command(nodes, port, consul_port, zones, workdir):
     """Run a local cluster: the embedded Consul dev agent plus one tuggle-agent per node.
 
+    Exits non-zero if a port is taken, a node fails to start, or a node dies while
+    running (its name and log file are printed).
+
     \b
     Examples:
       tuggle-agent dev                          # 3 nodes: tuggle on 8900-8902, Consul API on 8500-8502
       tuggle-agent dev --nodes 8 --zones 2
       tuggle-agent dev --port 9900 --consul-port 9500 --workdir /tmp/tuggle-dev
     """
-    cluster = LocalCluster(nodes, port, consul_port, Path(workdir), zones)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: done.set())
-    signal.signal(signal.SIGINT, lambda *a: done.set())
+    # Consul's own timings (fast=False), with 2 s checks so a node becomes usable
+    # (passing, so a source) within seconds rather than the 10 s default interval.
+    cluster = TuggleCluster(Path(workdir), nodes=nodes, zones=zones, watches=True, port=port,
+                            consul_port=consul_port, fast=False, settings={"check_interval": "2s"}, stop_grace=10)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
     try:
-        cluster.start()
-        click.echo(cluster.banner())
-        click.echo(f"tuggle dev cluster ready: {nodes} nodes", err=False)
-        while not done.wait(1):
-            for i, p in enumerate(cluster.procs, 1):
-                if p.poll() is not None:
-                    click.echo(f"node{i}'s tuggle-agent exited with {p.returncode}; see its agent.log", err=True)
-                    done.set()
-    finally:
-        cluster.stop()
+        with cluster:
+            click.echo(banner(cluster))
+            click.echo(f"tuggle dev cluster ready: {nodes} nodes")
+            all_lived = run_until_stopped(cluster, stop)
+    except PortsTaken as exc:  # nothing was started
+        raise click.ClickException(f"cannot start: {exc}; choose other ports with --port / --consul-port") from exc
+    except (ClusterError, WaitTimeout) as exc:  # a node failed to start, or hung when stopped
         click.echo("stopped")
+        raise click.ClickException(f"{exc}\nLogs: {cluster.workdir}/node*/agent.log") from exc
+    click.echo("stopped")
+    if not all_lived:
+        raise click.exceptions.Exit(1)

@@ -1,8 +1,17 @@
+"""tests/cluster: tests that start real processes — a cluster from tuggle_agent.harness
+(the embedded Consul dev agent plus one `tuggle-agent serve` per node, over real HTTP on
+127.0.0.1), `tuggle-agent` commands, the hook scripts. Pure logic goes in tests/unit/.
+
+Fixtures: `cluster3` (three nodes, default settings, shared by a module) and
+`unique_name`; modules that need other clusters define their own, named for what they
+are (fetch_cluster4, relay_cluster4, watch_cluster3, small_disk_cluster).
+"""
+
 import itertools
 
 import pytest
 
-from tests.cluster import TuggleCluster
+from tuggle_agent.harness import TuggleCluster
 
 _names = itertools.count()
 

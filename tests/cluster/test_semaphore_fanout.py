@@ -6,7 +6,7 @@ import threading
 
 import consul
 
-from tests.cluster import TuggleCluster
+from tuggle_agent.harness import TuggleCluster
 
 MiB = 2**20
 

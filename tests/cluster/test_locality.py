@@ -2,7 +2,7 @@
 
 import os
 
-from tests.cluster import TuggleCluster, wait_until
+from tuggle_agent.harness import TuggleCluster, wait_until
 
 
 def test_fetch_prefers_the_holder_in_the_same_zone(tmp_path, unique_name):

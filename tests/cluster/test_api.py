@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from tests.cluster import wait_until
+from tuggle_agent.harness import wait_until
 from tuggle_agent.objects.names import object_id
 
 
@@ -166,7 +166,7 @@ def test_consul_down_gives_a_clear_503_and_recovers(cluster3, unique_name):
 
 
 def test_max_upload_size_is_enforced(tmp_path, unique_name):
-    from tests.cluster import TuggleCluster
+    from tuggle_agent.harness import TuggleCluster
     with TuggleCluster(tmp_path, nodes=1, settings={"max_upload_size": "1MB"}) as c:
         name = unique_name()
         r = c[0].put(name, os.urandom(2_000_000))
@@ -178,7 +178,7 @@ def test_max_upload_size_is_enforced(tmp_path, unique_name):
 def test_writes_from_outside_write_allow_are_refused(tmp_path, unique_name):
     import http.client
 
-    from tests.cluster import TuggleCluster
+    from tuggle_agent.harness import TuggleCluster
     with TuggleCluster(tmp_path, nodes=1, settings={"write_allow": ["127.0.0.1/32"]}) as c:
         name = unique_name()
         for method in ("PUT", "DELETE"):

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from tests.cluster import TuggleCluster, wait_until
 from tuggle_agent.engine.peer import INTERNAL_HEADER
+from tuggle_agent.harness import TuggleCluster, wait_until
 
 MiB = 2**20
 
@@ -34,15 +34,16 @@ def fetching_in_background(agent, name, verified: int = 0):
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    # node2 downloads slowly, so it is a partial holder for a while.
+def relay_cluster4(tmp_path_factory):
+    """Four nodes: node2 fetches at 2 MiB/s, so it is a partial holder (a relay) for a while;
+    node3 gives up on a stalled source after 2s. Shared by the module's tests."""
     with TuggleCluster(tmp_path_factory.mktemp("relay"), nodes=4, per_node={
             "node2": {"fetch_rate": "2MiB"}, "node3": {"stall_timeout": "2s"}}) as c:
         yield c
 
 
-def test_partial_holder_serves_a_peer_before_its_copy_completes(chain, unique_name):
-    n1, n2, n3, _ = chain.agents
+def test_partial_holder_serves_a_peer_before_its_copy_completes(relay_cluster4, unique_name):
+    n1, n2, n3, _ = relay_cluster4.agents
     name = unique_name()
     body = os.urandom(8 * MiB)
     n1.put(name, body)
@@ -50,7 +51,7 @@ def test_partial_holder_serves_a_peer_before_its_copy_completes(chain, unique_na
         r = requests.get(f"{n2.url}/{name}", headers={INTERNAL_HEADER: "test", "Range": "bytes=0-524287"}, timeout=10)
         assert r.status_code == 206 and r.content == body[:524288]
         assert n2.fetching(name), "node2 served a peer while its own fetch was still running"
-        assert "node2" not in chain.holders(name) and not n2.local_file(name).exists(), \
+        assert "node2" not in relay_cluster4.holders(name) and not n2.local_file(name).exists(), \
             "a partial holder must not look like a complete one"
         # node1's only relay slot is node2's: node3 joins the chain behind node2 and keeps pace with it
         r3 = n3.get(name)
@@ -58,8 +59,8 @@ def test_partial_holder_serves_a_peer_before_its_copy_completes(chain, unique_na
     assert ("node2", "node3") in edges(n1, name) and ("node1", "node2") in edges(n1, name)
 
 
-def test_peer_reads_of_a_partial_holder_never_run_ahead_of_verification(chain, unique_name):
-    n1, n2, _, _ = chain.agents
+def test_peer_reads_of_a_partial_holder_never_run_ahead_of_verification(relay_cluster4, unique_name):
+    n1, n2, _, _ = relay_cluster4.agents
     name = unique_name()
     body = os.urandom(6 * MiB)
     n1.put(name, body)
@@ -69,16 +70,25 @@ def test_peer_reads_of_a_partial_holder_never_run_ahead_of_verification(chain, u
         assert r.status_code == 200 and hashlib.sha256(r.content).digest() == hashlib.sha256(body).digest()
 
 
-def test_killed_relay_is_routed_around_and_the_copy_verifies(chain, unique_name):
-    n1, n2, n3, _ = chain.agents
-    name = unique_name()
-    body = os.urandom(12 * MiB)
+@contextmanager
+def node3_relaying_from_node2(cluster, name: str, body: bytes):
+    """node1 stores `body`; slow node2 fetches it and node3 fetches it through node2.
+    Yields node3's GET (a future) once node3 has verified 1 MiB from node2. If the test
+    breaks node2, node2's own GET fails: its future's error is never read."""
+    n1, n2, n3, _ = cluster.agents
     n1.put(name, body)
-    # node2's own GET breaks when node2 is killed; its future's error is never read
     with fetching_in_background(n2, name), ThreadPoolExecutor() as pool:
         got = pool.submit(n3.get, name, timeout=90)
         wait_until(lambda: (f := n3.fetching(name)) and f[0]["source"] == "node2" and f[0]["verified"] > MiB, 20,
                    what="node3 relaying from node2")
+        yield got
+
+
+def test_killed_relay_is_routed_around_and_the_copy_verifies(relay_cluster4, unique_name):
+    _, n2, n3, _ = relay_cluster4.agents
+    name = unique_name()
+    body = os.urandom(12 * MiB)
+    with node3_relaying_from_node2(relay_cluster4, name, body) as got:
         n2.kill()
         try:
             r = got.result(90)
@@ -130,8 +140,8 @@ def test_serve_rate_caps_uploads_shared_by_concurrent_peers(tmp_path, unique_nam
             assert a.local_file(n).stat().st_size == 2 * MiB
 
 
-def test_metrics_show_where_bytes_came_from(chain, unique_name):
-    n1, _, _, n4 = chain.agents
+def test_metrics_show_where_bytes_came_from(relay_cluster4, unique_name):
+    n1, _, _, n4 = relay_cluster4.agents
 
     def sample(agent):
         out = {}
@@ -156,15 +166,11 @@ def test_metrics_show_where_bytes_came_from(chain, unique_name):
     assert delta(after1, before1, "tuggle_uploaded_bytes_total") == 4 * MiB
 
 
-def test_stalled_relay_is_dropped_after_stall_timeout(chain, unique_name):
-    n1, n2, n3, _ = chain.agents
+def test_stalled_relay_is_dropped_after_stall_timeout(relay_cluster4, unique_name):
+    _, n2, n3, _ = relay_cluster4.agents
     name = unique_name()
     body = os.urandom(12 * MiB)
-    n1.put(name, body)
-    with fetching_in_background(n2, name), ThreadPoolExecutor() as pool:
-        got = pool.submit(n3.get, name, timeout=90)
-        wait_until(lambda: (f := n3.fetching(name)) and f[0]["source"] == "node2" and f[0]["verified"] > MiB, 20,
-                   what="node3 relaying from node2")
+    with node3_relaying_from_node2(relay_cluster4, name, body) as got:
         os.killpg(n2.proc.pid, signal.SIGSTOP)  # hung, not dead: the connection stays open
         try:
             r = got.result(90)

@@ -5,11 +5,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from tests import REPO
 from tuggle_agent.cli import main
 from tuggle_agent.config import load_config
 from tuggle_agent.watches.consul_config import render
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMON = {"type", "datacenter", "token", "handler_type", "args", "handler", "http_handler_config"}
 BY_TYPE = {"keyprefix": {"prefix", "stale"}, "key": {"key", "stale"}, "event": {"name"}}
 
@@ -36,7 +36,7 @@ def validate_watch(w: dict) -> None:
 
 
 def test_shipped_consul_d_is_valid_and_current():
-    data = json.loads((ROOT / "consul.d/tuggle-agent-watches.json").read_text())
+    data = json.loads((REPO / "consul.d/tuggle-agent-watches.json").read_text())
     assert set(data) == {"watches"}
     for w in data["watches"]:
         validate_watch(w)

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import requests
 
-from tests.cluster import TuggleCluster, wait_until
+from tuggle_agent.harness import TuggleCluster, wait_until
 
 MiB = 2**20
 

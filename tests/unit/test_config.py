@@ -1,21 +1,18 @@
 """Configuration: every documented key loads, and bad values name the key and the form."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 
+from tests import REPO
 from tuggle_agent.config import SETTINGS, ConfigError, load_config
 from tuggle_agent.units import parse_duration, parse_rate, parse_size
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def test_shipped_config_documents_every_key_and_matches_defaults():
-    data = yaml.safe_load((ROOT / "config/tuggle.yaml").read_text())
+    data = yaml.safe_load((REPO / "config/tuggle.yaml").read_text())
     flat = {**{k: v for k, v in data.items() if k != "consul"}, **{f"consul.{k}": v for k, v in data["consul"].items()}}
     assert set(flat) == {s.key for s in SETTINGS}
-    shipped = load_config(ROOT / "config/tuggle.yaml", env={})
+    shipped = load_config(REPO / "config/tuggle.yaml", env={})
     defaults = load_config(None, env={})
     for s in SETTINGS:
         key = s.key.replace(".", "_")
