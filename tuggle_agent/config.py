@@ -288,6 +288,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("write_token", _opt_str, None),
     Setting("write_token_file", _opt_str, None),
     Setting("threads", _int_range(4, 1024), 64),
+    Setting("connection_limit", _int_range(16, 100000), 1024),
+    Setting("idle_timeout", _positive_duration, 75.0),
     Setting("check_interval", _positive_duration, 10.0),
     Setting("check_timeout", _positive_duration, 5.0),
     Setting("progress_interval", _positive_duration, 5.0),
@@ -371,6 +373,8 @@ class Config:
     write_token: str | None = dataclasses.field(repr=False)
     write_token_file: str | None
     threads: int
+    connection_limit: int
+    idle_timeout: float
     check_interval: float
     check_timeout: float
     progress_interval: float

@@ -1,18 +1,28 @@
-"""`tuggle-agent serve`: one node's HTTP front on waitress."""
+"""`tuggle-agent serve`: one node's HTTP front.
+
+Start-up order, each step before anything depends on it: claim the data dir (one
+`serve` per data dir), bind the port, join Consul (name, reconcile, register), then
+answer requests.  A failure at any step exits non-zero with what to do, and leaves
+nothing in Consul.  SIGTERM/SIGINT: cancel fetches (their sessions end, freeing slots
+and relay entries), deregister, close the socket.  SIGHUP: re-read and check the
+config file, reconcile with Consul, stay up.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
 import sys
+import threading
 
 import click
-import waitress
 
-from ..front.app import TuggleApp
-from .options import config_options, load_from_flags, setup_logging
 from ..consul.client import ConsulUnavailable
 from ..engine.node import Node
+from ..engine.store import DataDirLocked, LocalStore
+from ..front.app import TuggleApp
+from ..front.server import LateApp, make_server
+from .options import config_options, load_from_flags, setup_logging
 
 log = logging.getLogger("tuggle_agent")
 
@@ -31,29 +41,55 @@ def serve_command(config_path, **flags):
     """
     cfg = load_from_flags(config_path, **flags)
     setup_logging(cfg.log_level)
+    store = LocalStore(cfg.data_dir)
     try:
-        node = Node.start(cfg)
-    except ConsulUnavailable as exc:
+        store.lock_exclusively()
+    except DataDirLocked as exc:
         raise click.ClickException(str(exc)) from None
-    # waitress receives a whole request body before the app runs, spooling bodies over
-    # 512 KiB to the system temp dir (TMPDIR).  Left there on purpose: if the data disk
-    # is full, the upload still arrives and gets a clear 507 instead of a reset.
-    server = waitress.create_server(
-        TuggleApp(node), host=cfg.bind, port=cfg.port, threads=cfg.threads,
-        max_request_body_size=cfg.max_upload_size, channel_timeout=max(120, int(cfg.fetch_timeout) + 60),
-        connection_limit=max(100, cfg.threads * 4), ident="tuggle-agent",
-        # 8 KiB recv() calls cost more CPU than hashing and writing a big upload.
-        recv_bytes=256 * 1024)
+    late = LateApp()
+    try:
+        server = make_server(cfg, late)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {cfg.bind}:{cfg.port}: {exc.strerror}. Is another "
+                                   "tuggle-agent (or another program) using the port? Choose another `port`; "
+                                   "nothing was registered in Consul") from None
+    try:
+        node = Node.start(cfg, store)
+    except ConsulUnavailable as exc:
+        server.close()
+        raise click.ClickException(str(exc)) from None
+    late.app = TuggleApp(node)
 
     def stop(signum, frame):
-        log.info("signal %d: deregistering and stopping", signum)
+        log.info("signal %d: cancelling fetches, deregistering from Consul and stopping", signum)
         node.close()
         server.close()
         sys.exit(0)
 
+    def reload(signum, frame):
+        # Off the signal handler's frame: reconcile talks to Consul and may take a while.
+        threading.Thread(target=_reload, args=(node, config_path, flags), name="sighup", daemon=True).start()
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     log.info("tuggle-agent node %s serving %s on %s:%d (namespace %s, data %s)",
              node.name, "fetch-only" if cfg.fetch_only else "read/write", cfg.bind, cfg.port, cfg.namespace, cfg.data_dir)
     print(f"tuggle-agent ready: node {node.name} http://{cfg.bind}:{cfg.port}", flush=True)
     server.run()
+
+
+def _reload(node: Node, config_path, flags) -> None:
+    """SIGHUP: check the config file again and say what a restart would change; reconcile."""
+    try:
+        new = load_from_flags(config_path, **flags)
+    except click.UsageError as exc:
+        log.error("SIGHUP: the config file is not valid (%s); still running with the old settings", exc)
+        return
+    changed = sorted(k for k in vars(new) if getattr(new, k) != getattr(node.cfg, k))
+    if changed:
+        log.warning("SIGHUP: settings changed in the file (%s) take effect on restart; still running", ", ".join(changed))
+    try:
+        log.info("SIGHUP: reconciled with Consul: %s", node.reconcile())
+    except ConsulUnavailable as exc:
+        log.warning("SIGHUP: reconcile failed: %s", exc)

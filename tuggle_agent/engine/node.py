@@ -464,6 +464,22 @@ class Node:
             log.info("scrub: every local copy re-hashed; %d corrupt (removed and no longer advertised)", bad)
 
     # -- status -----------------------------------------------------------
+    def ready(self) -> dict[str, str]:
+        """Readiness (beside liveness /?ping): what is wrong, by part; empty when ready."""
+        problems = {}
+        try:
+            self.service.node_name()
+        except ConsulUnavailable as exc:
+            problems["consul"] = str(exc)
+        try:
+            probe, f = self.store.temp_file("ready-probe", "ready")
+            with f:
+                f.write(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            problems["data_dir"] = f"{self.store.root} is not writable: {exc.strerror}"
+        return problems
+
     def status(self) -> dict:
         local = []
         for name in self.store.names():

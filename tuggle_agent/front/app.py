@@ -82,6 +82,7 @@ ROUTES = Map([
     Rule("/", endpoint="root", methods=["GET", "HEAD"]),
     Rule("/_tuggle/status", endpoint="status", methods=["GET"]),
     Rule("/_tuggle/metrics", endpoint="metrics", methods=["GET"]),
+    Rule("/_tuggle/ready", endpoint="ready", methods=["GET"]),
     Rule("/_tuggle/verify/<name>", endpoint="verify", methods=["POST"]),
     Rule("/_tuggle/watch", endpoint="watch", methods=["POST"]),
     Rule("/_tuggle/reconcile", endpoint="reconcile", methods=["POST"]),
@@ -98,6 +99,7 @@ class TuggleApp:
         # endpoint -> (handler, who may call it); methods are in ROUTES.
         self.handlers: dict[str, tuple[Callable[..., Response], str]] = {
             "root": (self.root, OPEN), "status": (self.status, OPEN), "metrics": (self.metrics, OPEN),
+            "ready": (self.ready, OPEN),
             "verify": (self.verify, OPEN), "watch": (self.watch, LOCAL), "reconcile": (self.reconcile, LOCAL),
             "adopt": (self.adopt, LOCAL), "unknown": (self.unknown, OPEN), "object": (self.object, OPEN),
         }
@@ -148,6 +150,10 @@ class TuggleApp:
 
     def status(self, req: Request) -> Response:
         return as_json(self.node.status())
+
+    def ready(self, req: Request) -> Response:
+        problems = self.node.ready()
+        return as_json({"ready": not problems, "problems": problems}, 503 if problems else 200)
 
     def metrics(self, req: Request) -> Response:
         body, ctype = metrics.exposition()
