@@ -9,10 +9,10 @@ import sys
 import click
 import waitress
 
-from ..front.app import TuggleApp
-from .options import config_options, load_from_flags, setup_logging
 from ..consul.client import ConsulUnavailable
 from ..engine.node import Node
+from ..front.app import TuggleApp
+from .options import config_options, load_from_flags, setup_logging
 
 log = logging.getLogger("tuggle_agent")
 
