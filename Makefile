@@ -3,12 +3,17 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: demo test unit bench deps
+.PHONY: demo test unit lint bench deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+# The lint extra (ruff, mypy, stubs) on top of the base install.
+$(VENV)/.lint-installed: $(VENV)/.installed pyproject.toml
+	$(VENV)/bin/pip install -q -e '.[test,lint]'
 	touch $@
 
 # Graphviz renders ?graph&format=svg|png; the tests check real `dot` output.
@@ -26,6 +31,12 @@ test: deps
 
 unit: $(VENV)/.installed
 	$(VENV)/bin/pytest tests/unit -q
+
+# ruff (lint rules and formatting) and mypy, as configured in pyproject.toml.
+lint: $(VENV)/.lint-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # Figures for the README (several minutes; core_bench needs nginx: apt-get install nginx).
 bench: deps

@@ -22,8 +22,9 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -90,7 +91,7 @@ def _duration(v: Any, positive: bool = False) -> float:
     d = parse_duration(_finite(v, expected))
     # Longer waits than threading.TIMEOUT_MAX (about 292 years, Go's longest
     # time.Duration too) make Event.wait raise OverflowError.
-    if not (0 < d if positive else 0 <= d) or d > threading.TIMEOUT_MAX:
+    if not (d > 0 if positive else d >= 0) or d > threading.TIMEOUT_MAX:
         raise ValueError(f"expected {expected}, got {v!r}")
     return d
 
@@ -147,6 +148,7 @@ def parse_consul_address(text: str) -> tuple[str | None, str, int]:
     IPv6 hosts are written in brackets ([::1]:8500) and returned without them."""
     expected = ("expected host:port or http(s)://host:port such as 127.0.0.1:8500 or https://consul.local:8501, "
                 f"got {text!r}")
+    scheme: str | None
     scheme, sep, rest = text.partition("://")
     if not sep:
         scheme, rest = None, text
@@ -331,7 +333,7 @@ class ConsulSettings:
 
     @classmethod
     def from_address(cls, address: str | None, token: str | None = None, ssl: bool = False,
-                     **tls: Any) -> "ConsulSettings":
+                     **tls: Any) -> ConsulSettings:
         """Consul's rule for the scheme: https if the address says so or `ssl` is set
         (an explicit http:// never turns TLS off).  Raises ValueError for a bad address."""
         scheme, host, port = parse_consul_address(address or "127.0.0.1:8500")
@@ -453,7 +455,7 @@ def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
-                env: dict[str, str] | None = None) -> Config:
+                env: Mapping[str, str] | None = None) -> Config:
     """Build a Config: defaults < YAML file < environment < explicit overrides (flags).
 
     Environment variables are Consul's (CONSUL_ENV); an empty one counts as unset, as in

@@ -91,7 +91,7 @@ def format_bytes(n: float) -> str:
 def format_duration(seconds: float) -> str:
     if seconds == float("inf"):
         return "?"
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")

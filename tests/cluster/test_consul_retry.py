@@ -12,8 +12,13 @@ import pytest
 import requests
 
 from tuggle_agent.config import ConsulSettings
-from tuggle_agent.consul.client import READ_RETRY_SECONDS, consul_errors, ConsulUnavailable, make_client, \
-    make_client_from
+from tuggle_agent.consul.client import (
+    READ_RETRY_SECONDS,
+    ConsulUnavailable,
+    consul_errors,
+    make_client,
+    make_client_from,
+)
 
 KV_ANSWER = json.dumps([{"Key": "tuggle/x", "Value": base64.b64encode(b"hello").decode(), "Flags": 0,
                          "CreateIndex": 1, "ModifyIndex": 1, "LockIndex": 0}]).encode()
@@ -96,9 +101,8 @@ def test_read_gives_up_after_a_few_seconds():
     with ScriptedConsul(["503"] * 20) as server:
         client = server.client()
         start = time.monotonic()
-        with pytest.raises(ConsulUnavailable, match="503|leader"):
-            with consul_errors(client, "reading"):
-                client.kv.get("tuggle/x")
+        with pytest.raises(ConsulUnavailable, match=r"503|leader"), consul_errors(client, "reading"):
+            client.kv.get("tuggle/x")
         elapsed = time.monotonic() - start
         assert len(server.seen) == 5, server.seen  # the first try and four retries
         assert READ_RETRY_SECONDS - 1 < elapsed < READ_RETRY_SECONDS + 3

@@ -39,7 +39,7 @@ def test_client_streams_while_the_fetch_runs(fetch_cluster4, unique_name):
     assert first + rest == body
     assert t_all > 2.0, "5 MiB at 2 MiB/s cannot take under 2 s: the rate limit is not applied"
     assert t_first < t_all / 3, f"first byte after {t_first:.2f}s of {t_all:.2f}s: not streamed while fetching"
-    progress = [l for l in n3.log().splitlines() if f"fetching {name}: " in l]
+    progress = [line for line in n3.log().splitlines() if f"fetching {name}: " in line]
     assert progress and "MiB/s, ETA" in progress[0], "long transfers log their rate and ETA"
 
 
@@ -51,7 +51,7 @@ def test_fetch_rate_is_shared_by_concurrent_fetches(fetch_cluster4, unique_name)
         n1.put(n, bodies[n])
     t0 = time.monotonic()
     with ThreadPoolExecutor(len(names)) as pool:
-        results = dict(zip(names, pool.map(lambda n: n3.get(n).content, names)))
+        results = dict(zip(names, pool.map(lambda n: n3.get(n).content, names), strict=True))
     elapsed = time.monotonic() - t0
     assert results == bodies
     rate = 6 * MiB / elapsed

@@ -16,10 +16,9 @@ def hang(agent) -> None:
 
 def test_an_agent_that_hangs_on_sigterm_is_killed_and_reported_with_its_log(tmp_path):
     c = TuggleCluster(tmp_path, nodes=2, stop_grace=1)
-    with pytest.raises(UncleanStop) as info:
-        with c:
-            c[1].kill()  # a crash on purpose is not a hang
-            hang(c[0])
+    with pytest.raises(UncleanStop) as info, c:
+        c[1].kill()  # a crash on purpose is not a hang
+        hang(c[0])
     report = str(info.value)
     assert "node1's tuggle-agent did not exit within 1s of SIGTERM and was killed" in report
     assert str(c[0].log_path) in report and "tuggle-agent ready: node node1" in report, "the log tail is quoted"
@@ -29,8 +28,7 @@ def test_an_agent_that_hangs_on_sigterm_is_killed_and_reported_with_its_log(tmp_
 
 def test_a_hang_is_reported_beside_the_failure_already_raised(tmp_path):
     c = TuggleCluster(tmp_path, nodes=1, stop_grace=1)
-    with pytest.raises(KeyError) as info:
-        with c:
-            hang(c[0])
-            raise KeyError("the test's own failure")
+    with pytest.raises(KeyError) as info, c:
+        hang(c[0])
+        raise KeyError("the test's own failure")
     assert any("did not exit within 1s of SIGTERM" in note for note in info.value.__notes__)

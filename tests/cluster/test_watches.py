@@ -168,8 +168,8 @@ def test_hooks_get_the_documented_environment(watch_cluster3, unique_name):
     assert env["TUGGLE_SOURCE_NODE"] == "node1" and env["TUGGLE_NODE"] == "node2"
     assert len(env["TUGGLE_ID"]) == 32 and len(env["TUGGLE_SHA256"]) == 64
     requests.delete(f"{watch_cluster3[0].url}/{name}")
-    wait_until(lambda: any(json.loads(l)["TUGGLE_NAME"] == name
-                           for l in (watch_cluster3.workdir / "hook-delete.jsonl").read_text().splitlines()), 10,
+    wait_until(lambda: any(json.loads(line)["TUGGLE_NAME"] == name
+                           for line in (watch_cluster3.workdir / "hook-delete.jsonl").read_text().splitlines()), 10,
                what="post_delete hook on node2")
 
 

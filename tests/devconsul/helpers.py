@@ -7,7 +7,6 @@ import json
 import select
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable

@@ -10,8 +10,8 @@ import subprocess
 import requests
 from click.testing import CliRunner
 
-from tuggle_agent.harness import free_port_range
 from tuggle_agent.devconsul.cli import devconsul_command
+from tuggle_agent.harness import free_port_range
 
 from .helpers import BIN, readline, wait_until
 

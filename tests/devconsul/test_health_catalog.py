@@ -112,14 +112,14 @@ def test_stopped_node_leaves_passing_and_restart_forgets_local_services(dev_clus
         requests.get(f"http://{dev_cluster.node('node2').http_addr}/v1/agent/self", timeout=2)
     assert _nodes(c1.health.service("svc", passing=True)[1]) == ["node1", "node3"]
     assert _nodes(c1.health.service("svc")[1]) == ["node1", "node2", "node3"]  # still in the catalog
-    serf = [ch for ch in c1.health.node("node2")[1] if ch["CheckID"] == "serfHealth"][0]
+    serf = next(ch for ch in c1.health.node("node2")[1] if ch["CheckID"] == "serfHealth")
     assert (serf["Status"], serf["Output"]) == ("critical", "Agent not live or unreachable")
     dev_cluster.restart_node("node2")
     c2 = dev_cluster.consul("node2")
     assert c2.agent.self()["Config"]["NodeName"] == "node2"
     assert c2.agent.services() == {}
     assert _nodes(c1.health.service("svc")[1]) == ["node1", "node3"]
-    serf = [ch for ch in c1.health.node("node2")[1] if ch["CheckID"] == "serfHealth"][0]
+    serf = next(ch for ch in c1.health.node("node2")[1] if ch["CheckID"] == "serfHealth")
     assert serf["Status"] == "passing"
 
 

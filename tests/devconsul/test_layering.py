@@ -107,7 +107,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         on_stack.add(node)
         for dep in sorted(graph.get(node, ())):
             if dep in on_stack:
-                return stack[stack.index(dep) :] + [dep]
+                return [*stack[stack.index(dep):], dep]
             if dep not in done and (cycle := visit(dep)):
                 return cycle
         stack.pop()

@@ -7,6 +7,7 @@ import threading
 import time
 
 from tuggle_agent.harness import wait_until
+
 from .semaphore_client import FLAGS, Semaphore
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from .helpers import Recorder, wait_until, write_config
 
+
 def test_keyprefix_watch_sends_go_json_and_refires_on_reload(tmp_path, make_cluster):
     rec = Recorder(tmp_path)
     cfg = write_config(tmp_path / "cfg", {"type": "keyprefix", "prefix": "dist/", "args": rec.args()})

@@ -38,7 +38,7 @@ def test_consul_addresses_accepted(address, expected):
     "http://:8500", "::1:8500", "[not-ipv6]:1", "bad host:1", "300.1.2.3:8500", "http//h:1",
 ])
 def test_bad_consul_addresses_name_the_key(tmp_path, address):
-    with pytest.raises(ConfigError, match="consul.address"):
+    with pytest.raises(ConfigError, match=r"consul\.address"):
         conf(tmp_path, f"consul: {{address: '{address}'}}\n")
 
 
@@ -80,7 +80,7 @@ def test_unreadable_token_file_names_the_key(tmp_path):
 
 
 def test_token_with_a_newline_refused(tmp_path):
-    with pytest.raises(ConfigError, match="consul.token"):
+    with pytest.raises(ConfigError, match=r"consul\.token"):
         conf(tmp_path, env={"CONSUL_HTTP_TOKEN": "abc\r\nX-Evil: 1"})
 
 
@@ -125,7 +125,7 @@ def test_tls_file_problems_name_the_key(tmp_path):
     (tmp_path / "c.pem").write_text("x")
     with pytest.raises(ConfigError, match="both client cert and client key"):
         conf(tmp_path, env={"CONSUL_CLIENT_CERT": str(tmp_path / "c.pem")})
-    with pytest.raises(ConfigError, match="consul.ca_file.*cannot read"):
+    with pytest.raises(ConfigError, match=r"consul\.ca_file.*cannot read"):
         conf(tmp_path, env={"CONSUL_CACERT": str(tmp_path / "missing.pem")})
 
 

@@ -6,7 +6,14 @@ import json
 import pytest
 
 from tuggle_agent.objects.metadata import (
-    MAX_META_BYTES, MAX_PIECE, MIN_PIECE, BadMetadata, ObjectMeta, PieceList, SyncSpec, parse_entries,
+    MAX_META_BYTES,
+    MAX_PIECE,
+    MIN_PIECE,
+    BadMetadata,
+    ObjectMeta,
+    PieceList,
+    SyncSpec,
+    parse_entries,
     piece_size_for,
 )
 from tuggle_agent.objects.names import object_id

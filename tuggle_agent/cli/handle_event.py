@@ -17,8 +17,8 @@ from pathlib import Path
 
 import click
 
-from .options import load_from_flags, setup_logging
 from ..watches.input import BadInput, parse_watch_body
+from .options import load_from_flags, setup_logging
 
 log = logging.getLogger("tuggle_agent.cli.handle_event")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .options import load_from_flags
 from ..consul.client import consul_errors, make_client_from
 from ..watches.consul_config import HANDLERS, install
+from .options import load_from_flags
 
 
 @click.command("install-watches")

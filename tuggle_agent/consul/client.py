@@ -13,7 +13,6 @@ Invariants of every client built here:
 from __future__ import annotations
 
 import contextlib
-from typing import Union
 
 import consul
 import requests
@@ -56,7 +55,7 @@ READ_RETRY = _ReadRetry(
 )
 
 
-def make_client_from(source: Union[Config, ConsulSettings], timeout: float = 10.0,
+def make_client_from(source: Config | ConsulSettings, timeout: float = 10.0,
                      retry_reads: bool = True) -> consul.Consul:
     """A py-consul client for a loaded Config (its consul.* keys, CONSUL_* variables and
     flags, resolved) or for explicit ConsulSettings, with TLS and read retries."""

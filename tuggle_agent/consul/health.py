@@ -34,7 +34,7 @@ def distance(a: dict | None, b: dict | None) -> float:
     """Consul's lib.ComputeDistance on two coordinate dicts, in seconds."""
     if not a or not b:
         return math.inf
-    d = math.sqrt(sum((x - y) ** 2 for x, y in zip(a["Vec"], b["Vec"]))) + a["Height"] + b["Height"]
+    d = math.sqrt(sum((x - y) ** 2 for x, y in zip(a["Vec"], b["Vec"], strict=False))) + a["Height"] + b["Height"]
     adjusted = d + a.get("Adjustment", 0.0) + b.get("Adjustment", 0.0)
     return adjusted if adjusted > 0 else d
 

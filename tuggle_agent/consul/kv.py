@@ -10,6 +10,7 @@ as evidence that an object was deleted; tombstones are that evidence.
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from dataclasses import dataclass, field
@@ -158,7 +159,7 @@ class ObjectsKV:
         with consul_errors(self.c, f"recording graph edge of {name}"):
             self.c.kv.put(self.keys.graph_edge(name, edge.source, edge.target), edge.to_json())
 
-    def edges(self, name: str) -> list[Edge]:
+    def edges(self, name: str) -> builtins.list[Edge]:  # builtins.: the class has a list()
         with consul_errors(self.c, f"reading graph of {name}"):
             _, entries = self.c.kv.get(self.keys.graph_prefix(name), recurse=True)
         return [edge for e in entries or [] if (edge := Edge.from_json(e.get("Value"))) is not None]

@@ -12,6 +12,8 @@ on itself.
 
 from __future__ import annotations
 
+import contextlib
+
 import consul
 
 from .client import consul_errors
@@ -26,10 +28,8 @@ class RelayEntry:
         self.rank = rank
 
     def withdraw(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the session's end deletes it too (behaviour delete)
             self.c.kv.delete(self.key)
-        except Exception:  # the session's end deletes it too (behaviour delete)
-            pass
 
 
 class RelayRegistry:

@@ -69,7 +69,7 @@ def parse_duration(text: str) -> float:
 
 def format_duration(seconds: float) -> str:
     """Go's time.Duration.String() for a value in seconds ("1m30s", "10s", "100ms")."""
-    ns = int(round(seconds * 1e9))
+    ns = round(seconds * 1e9)
     if ns == 0:
         return "0s"
     sign, ns = ("-", -ns) if ns < 0 else ("", ns)

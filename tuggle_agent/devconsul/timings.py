@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Timings:
     watch_http_timeout: float = 10.0
 
     @classmethod
-    def fast(cls, **overrides: float) -> Timings:
+    def fast(cls, **overrides: Any) -> Timings:  # float fields and bool switches
         """Values for tests: same logic, seconds instead of minutes.
 
         Jitter and check stagger are off so tests are deterministic; the
@@ -68,5 +69,5 @@ class Timings:
         )
         return dataclasses.replace(fast, **overrides)
 
-    def replace(self, **overrides: float) -> Timings:
+    def replace(self, **overrides: Any) -> Timings:
         return dataclasses.replace(self, **overrides)

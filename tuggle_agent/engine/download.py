@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import BadSources, TuggleError
 from ..objects.metadata import ObjectMeta
@@ -32,7 +32,7 @@ class Download:
         self.cancelled = False
         self.error: TuggleError | None = None
         self._cond = threading.Condition()
-        self._fd = os.open(temp_path, os.O_RDONLY)  # survives rename and unlink
+        self._fd: int | None = os.open(temp_path, os.O_RDONLY)  # survives rename and unlink; None once closed
 
     # -- writer side ------------------------------------------------------
     def advance(self, verified: int) -> None:

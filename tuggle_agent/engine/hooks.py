@@ -108,7 +108,7 @@ class _Tail:
         self.buf = bytearray()
         self.dropped = 0
 
-    def __iadd__(self, data: bytes) -> "_Tail":
+    def __iadd__(self, data: bytes) -> _Tail:
         self.buf += data
         # Trim in batches (not on every read) so copying stays linear in the output.
         if len(self.buf) > 2 * OUTPUT_LIMIT:
@@ -122,6 +122,7 @@ def _collect(proc: subprocess.Popen, deadline: float) -> tuple[_Tail, bool]:
     """Read the hook's output until EOF and its exit, or until `deadline`.
     Returns the output's tail and whether the hook finished in time."""
     out = _Tail()
+    assert proc.stdout is not None  # started with stdout=PIPE
     fd = proc.stdout.fileno()
     with selectors.DefaultSelector() as sel:
         sel.register(fd, selectors.EVENT_READ)
@@ -171,6 +172,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 def _drain(proc: subprocess.Popen) -> bytes:
     """What the killed group left in the pipe, without blocking: a process that left
     the group (setsid) may still hold the pipe open."""
+    assert proc.stdout is not None  # started with stdout=PIPE
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
     data = bytearray()

@@ -34,9 +34,9 @@ from ..consul.relay import RelayRegistry
 from ..consul.semaphore import Semaphore
 from ..consul.session import RenewedSession
 from ..errors import Deleted, Exists, FetchOnly, Invalid, NoSpace, NotFound, TooLarge, TuggleError
+from ..objects import syncfilter
 from ..objects.edges import Edge
 from ..objects.metadata import ObjectMeta, PieceList, SyncSpec, now_rfc3339, piece_size_for
-from ..objects import syncfilter
 from ..objects.names import check_name
 from ..objects.names import object_id as object_id_of
 from ..objects.verify import Digester
@@ -104,7 +104,7 @@ class Node:
         self._stop = threading.Event()
 
     @classmethod
-    def start(cls, cfg: Config, store: LocalStore | None = None) -> "Node":
+    def start(cls, cfg: Config, store: LocalStore | None = None) -> Node:
         client = make_client_from(cfg)
         service = HolderService(client, cfg.namespace, cfg.port, cfg.advertise_address,
                                 cfg.check_interval, cfg.check_timeout)

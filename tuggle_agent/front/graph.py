@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..objects.edges import Edge
 
@@ -24,7 +24,7 @@ def to_dot(name: str, edges: list[Edge]) -> str:
     for node in sorted({e.source for e in edges} | {e.target for e in edges}):
         lines.append(f"  {_q(node)};")
     for e in sorted(edges, key=lambda e: e.end):
-        end = datetime.fromtimestamp(e.end, timezone.utc).strftime("%H:%M:%S")
+        end = datetime.fromtimestamp(e.end, UTC).strftime("%H:%M:%S")
         label = f"{e.elapsed:.2f}s" + r"\n" + end  # DOT's own line break inside the label
         lines.append(f"  {_q(e.source)} -> {_q(e.target)} [label=\"{label}\"];")
     lines.append("}")

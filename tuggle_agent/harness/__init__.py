@@ -11,8 +11,16 @@ tests (tests/cluster/), the benchmarks (bench/) and `tuggle-agent dev`.
 It imports the dev agent and `requests`: nothing in the agent itself imports it.
 """
 
-from .cluster import (FAST_AGENT_SETTINGS, Agent, ClusterError, PortsTaken, TuggleCluster, UncleanStop,
-                      agent_command, agent_env)
+from .cluster import (
+    FAST_AGENT_SETTINGS,
+    Agent,
+    ClusterError,
+    PortsTaken,
+    TuggleCluster,
+    UncleanStop,
+    agent_command,
+    agent_env,
+)
 from .wait import WaitTimeout, free_port, free_port_range, port_is_free, wait_until
 
 __all__ = ["FAST_AGENT_SETTINGS", "Agent", "ClusterError", "PortsTaken", "TuggleCluster", "UncleanStop",

@@ -23,6 +23,7 @@ UncleanStop with the agent's log tail, so the hang is reported instead of hidden
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -131,9 +132,11 @@ class Agent:
             self.wait_ready()
 
     def exit_report(self) -> str:
+        assert self.proc is not None  # only reported for a started agent
         return f"{self.name}'s tuggle-agent exited with {self.proc.returncode}; its log is {self.log_path}"
 
     def _answers_ping(self) -> bool:
+        assert self.proc is not None  # polled by wait_ready() after start()
         if self.proc.poll() is not None:
             raise ClusterError(f"{self.exit_report()}:\n{self.log_tail()}")
         return requests.get(self.url + "/?ping", timeout=1).status_code == 200
@@ -155,10 +158,9 @@ class Agent:
         wait_until(lambda: self.cluster.passing(self.name), 15, what=f"{self.name}'s check to pass")
 
     def _signal(self, sig: int) -> None:
-        try:
+        assert self.proc is not None  # callers check self.running first
+        with contextlib.suppress(ProcessLookupError):  # exited between poll() and here: nothing to signal
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass  # exited between poll() and here: nothing left to signal
 
     def terminate(self) -> None:
         """Send SIGTERM and return; wait_stopped() finishes the stop."""
@@ -190,6 +192,7 @@ class Agent:
         if self.running:
             self._stopping = True
             self._signal(signal.SIGKILL)
+            assert self.proc is not None  # self.running
             self.proc.wait(5)
 
     def restart(self, wait: bool = True) -> None:

@@ -19,7 +19,7 @@ class Edge:
                            "end": self.end, "elapsed": self.elapsed}).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes | str | None) -> "Edge | None":
+    def from_json(cls, raw: bytes | str | None) -> Edge | None:
         """None for anything that is not a well-formed edge: KV is untrusted input."""
         try:
             d = json.loads(raw or b"")

@@ -25,10 +25,11 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any, Iterable
+from typing import Any
 
 from . import syncfilter
 from .names import NAME_RULE, is_valid_name, object_id
@@ -83,7 +84,7 @@ def piece_count(size: int, piece_size: int) -> int:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_rfc3339(text: str) -> datetime:
@@ -154,7 +155,7 @@ class SyncSpec:
     requested_at: str = ""
 
     @classmethod
-    def from_value(cls, value: Any, where: str) -> "SyncSpec | None":
+    def from_value(cls, value: Any, where: str) -> SyncSpec | None:
         """The `sync` field as stored: null, or an object of string fields."""
         if value is None:
             return None
@@ -203,7 +204,7 @@ class ObjectMeta:
 
     @property
     def last_modified(self) -> str:
-        return format_datetime(self.created.astimezone(timezone.utc), usegmt=True)
+        return format_datetime(self.created.astimezone(UTC), usegmt=True)
 
     @property
     def piece_count(self) -> int:
@@ -217,7 +218,7 @@ class ObjectMeta:
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), separators=(",", ":")).encode()
 
-    def validate(self, key: str | None = None) -> "ObjectMeta":
+    def validate(self, key: str | None = None) -> ObjectMeta:
         """Raise BadMetadata unless every field is sane (see the module docstring);
         with `key`, the name must also be the key's last path component."""
         where = _where(key)
@@ -243,7 +244,7 @@ class ObjectMeta:
         return self
 
     @classmethod
-    def from_dict(cls, d: Any, key: str | None = None) -> "ObjectMeta":
+    def from_dict(cls, d: Any, key: str | None = None) -> ObjectMeta:
         """Validated metadata from its JSON object; fields we do not know are ignored."""
         where = _where(key)
         if not isinstance(d, dict):
@@ -264,11 +265,11 @@ class ObjectMeta:
         return meta.validate(key)
 
     @classmethod
-    def from_json(cls, raw: bytes | str, key: str | None = None) -> "ObjectMeta":
+    def from_json(cls, raw: bytes | str | None, key: str | None = None) -> ObjectMeta:
         return cls.from_dict(_load_json(raw, MAX_META_BYTES, _where(key)), key)
 
     @classmethod
-    def from_entry(cls, entry: dict, prefix: str | None = None) -> "ObjectMeta":
+    def from_entry(cls, entry: dict, prefix: str | None = None) -> ObjectMeta:
         """Validated metadata of a KV entry (py-consul's dict with Key and Value).
         With `prefix` (`<ns>/`), the key must be exactly prefix + name."""
         key = entry.get("Key") if isinstance(entry, dict) else None
@@ -289,7 +290,7 @@ def parse_entries(entries: Iterable[dict] | None, prefix: str | None = None
     bad: list[tuple[str, str]] = []
     for entry in entries or []:
         key = entry.get("Key") if isinstance(entry, dict) else None
-        if isinstance(key, str) and (key.endswith("/") or prefix is not None and "/" in key[len(prefix):]):
+        if isinstance(key, str) and (key.endswith("/") or (prefix is not None and "/" in key[len(prefix):])):
             continue
         try:
             metas.append(ObjectMeta.from_entry(entry, prefix))
@@ -312,7 +313,7 @@ class PieceList:
     def to_json(self) -> bytes:
         return json.dumps({"piece_size": self.piece_size, "sha256": self.digests}, separators=(",", ":")).encode()
 
-    def validate(self, meta: ObjectMeta, key: str | None = None) -> "PieceList":
+    def validate(self, meta: ObjectMeta, key: str | None = None) -> PieceList:
         """Raise BadMetadata unless this list describes exactly `meta`'s pieces."""
         where = _where(key or f"{meta.name}/{meta.version}", "piece list")
         if self.piece_size != meta.piece_size:
@@ -323,7 +324,7 @@ class PieceList:
         return self
 
     @classmethod
-    def from_json(cls, raw: bytes | str, meta: ObjectMeta | None = None, key: str | None = None) -> "PieceList":
+    def from_json(cls, raw: bytes | str, meta: ObjectMeta | None = None, key: str | None = None) -> PieceList:
         where = _where(key, "piece list")
         d = _load_json(raw, MAX_PIECES_BYTES, where)
         _check_piece_size(d.get("piece_size"), where)

@@ -200,6 +200,7 @@ def _vet_deregister(req: Request, node: str, service_id: str, check_id: str) -> 
         check = store.checks.get(node, {}).get(check_id)
         if check is None:
             raise StateError(f"Unknown check ID '{check_id}'")
-        authz.require(*(("service", check["ServiceName"]) if check["ServiceID"] else ("node", node)), WRITE)
+        resource, name = ("service", check["ServiceName"]) if check["ServiceID"] else ("node", node)
+        authz.require(resource, name, WRITE)
     else:
         authz.require("node", node, WRITE)

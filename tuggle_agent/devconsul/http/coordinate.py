@@ -7,6 +7,7 @@ ACLs: reads leave out nodes without node:read; an update needs node:write.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ..state.acl_rules import WRITE
 from ..state.coordinates import HEIGHT, TOPIC, coordinate, coordinate_rows, set_coordinate, sort_by_distance
@@ -17,7 +18,7 @@ from .request import HTTPError, Request, Response, Routes
 routes = Routes()
 
 
-def sort_near(req: Request, rows: list, node_of: Callable[[object], str]) -> list:
+def sort_near(req: Request, rows: list, node_of: Callable[[Any], str]) -> list:
     """Apply `?near=`; `_agent` stands for the answering agent's node."""
     near = req.get("near")
     if not near:

@@ -32,6 +32,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         if not m:
             raise ValueError(f"unexpected character at {pos}: {text[pos:pos + 10]!r}")
         kind = m.lastgroup
+        assert kind is not None  # every alternative of _TOKEN is a named group
         value = m.group(kind)
         if kind == "str":
             value = bytes(value[1:-1], "utf-8").decode("unicode_escape")
@@ -67,8 +68,8 @@ class _Parser:
 
     def parse(self) -> Predicate:
         pred = self.or_expr()
-        if self.peek() is not None:
-            raise ValueError(f"unexpected token {self.peek()[1]!r}")
+        if (tok := self.peek()) is not None:
+            raise ValueError(f"unexpected token {tok[1]!r}")
         return pred
 
     def or_expr(self) -> Predicate:
@@ -109,7 +110,7 @@ class _Parser:
 
     def match(self) -> Predicate:
         tok = self.peek()
-        if tok and tok[0] == "str" or (tok and re.fullmatch(r"-?\d+(\.\d+)?|true|false", tok[1])):
+        if (tok and tok[0] == "str") or (tok and re.fullmatch(r"-?\d+(\.\d+)?|true|false", tok[1])):
             value = self.value()
             negate = self.word("not")
             if not self.word("in"):
@@ -117,7 +118,7 @@ class _Parser:
             sel = self.selector()
             return lambda obj: _contains(sel(obj), value) != negate
         sel = self.selector()
-        kind, op = self.take()
+        _kind, op = self.take()
         if op in ("==", "!="):
             value = self.value()
             return lambda obj: (_text(sel(obj)) == _text(value)) == (op == "==")

@@ -9,6 +9,7 @@ starving other requests; the state's targeted wake-ups keep them cheap.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -22,8 +23,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from ..codec import go_json
 from ..config import ConfigError
 from ..errors import ACLDisabled, InvalidRequest, NotFound, PermissionDenied, StateError
-from . import agent as agent_area
 from . import acl, agent_services, catalog, coordinate, event, health, kv, session, status, ui
+from . import agent as agent_area
 from .request import HTTPError, Request, Response, Route
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -228,7 +229,5 @@ class NodeServer:
         with self.listener.connections_lock:
             connections = list(self.listener.connections)
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass

@@ -30,7 +30,7 @@ from ..state.coordinates import zone_coordinate
 from ..state.events import EventBuffer, accepts, topic
 from ..state.structs import CheckDef, health_check, parse_check, parse_service
 from ..version import CONSUL_VERSION
-from .checks import TTLCheck, make_runner
+from .checks import IntervalCheck, TTLCheck, make_runner
 from .handler import ProcessGroup, make_handler
 from .watch import Plan
 
@@ -72,7 +72,7 @@ class LocalCheck:
     definition: CheckDef
     status: str
     output: str
-    runner: object | None = None
+    runner: IntervalCheck | TTLCheck | None = None
     deferred: Timer | None = None  # pending catalog sync of an output-only change
     critical_since: float | None = None
 
@@ -170,6 +170,7 @@ class Agent:
                 self.store.coordinates[self.name] = dict(self.initial_coordinate)
                 txn.touch("coordinates", "coordinates")
             self.running = True
+        assert self.server is not None  # bound by self.bind() above
         self.server.serve()
         self._schedule_reap()
         self._start_watches(specs)
@@ -290,8 +291,8 @@ class Agent:
             self.catalog.ensure_service(txn, self.name, dict(service))
             wanted = {c.check_id for c in checks}
             if replace_checks:
-                for check_id, check in list(self.checks.items()):
-                    if check.definition.service_id == service["ID"] and check_id not in wanted:
+                for check_id, local in list(self.checks.items()):
+                    if local.definition.service_id == service["ID"] and check_id not in wanted:
                         self._remove_check(txn, check_id)
             for check in checks:
                 self._add_check(txn, check)

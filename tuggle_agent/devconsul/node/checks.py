@@ -77,8 +77,8 @@ class IntervalCheck:
         delay = random.uniform(0, self.interval) if self.stagger else 0.0
         gate = StatusGate(self.check)
         while not self._stop.wait(delay):
-            status, output = self.probe()
-            status = gate.filter(status)
+            result, output = self.probe()
+            status = gate.filter(result)
             if status and not self._stop.is_set():
                 self.report(status, output)
             delay = self.interval
@@ -212,7 +212,7 @@ class TTLCheck:
         self.report("critical", output)
 
 
-def make_runner(check: CheckDef, report: Report, timings: Timings, scheduler: Scheduler):
+def make_runner(check: CheckDef, report: Report, timings: Timings, scheduler: Scheduler) -> IntervalCheck | TTLCheck | None:
     """The runner for a check definition, or None for status-only checks."""
     if check.kind == "ttl":
         return TTLCheck(check, report, scheduler)

@@ -9,6 +9,7 @@ in its own process group so stopping a node can end it and its children.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -52,10 +53,8 @@ class ProcessGroup:
         with self._lock:
             procs = list(self._procs)
         for proc in procs:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     def terminate_all(self, grace: float = 2.0) -> None:
         """SIGTERM every handler group, SIGKILL what is left after `grace`."""
@@ -64,10 +63,8 @@ class ProcessGroup:
             procs = list(self._procs)
         deadline = time.monotonic() + grace
         for proc in procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(deadline - time.monotonic(), 0))
-            except subprocess.TimeoutExpired:
-                pass
         self.signal_all(signal.SIGKILL)
 
 
@@ -134,5 +131,6 @@ class HTTPHandler:
 
 def make_handler(spec: WatchSpec, env: Mapping[str, str], procs: ProcessGroup, log: logging.Logger):
     if spec.handler_type == "http":
+        assert spec.http is not None  # parse_watch requires http_handler_config for http handlers
         return HTTPHandler(spec.http, log)
     return ScriptHandler(spec, env, procs, log)

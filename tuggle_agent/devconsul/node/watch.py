@@ -12,6 +12,7 @@ is no previous index or it fell out of the buffer.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -118,10 +119,8 @@ class Plan:
         self._stop.set()
         with self._conn_lock:
             if self._conn is not None and self._conn.sock is not None:
-                try:
+                with contextlib.suppress(OSError):
                     self._conn.sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)

@@ -7,6 +7,7 @@ critical or disappearing invalidates the sessions bound to it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..codec import Fields, go_map
@@ -141,7 +142,7 @@ class Catalog:
     def service_index(self, name: str) -> int:
         return self.store.service_index.get(name) or self.store.max_index("nodes", "services")
 
-    def instances(self, name: str, tags: list[str] = ()) -> list[tuple[dict, dict]]:
+    def instances(self, name: str, tags: Sequence[str] = ()) -> list[tuple[dict, dict]]:
         """(node, service) pairs of a service, by node name then service ID;
         with tags, only instances carrying all of them."""
         out = []

@@ -7,6 +7,7 @@ change many keys under one raft index as one Consul log entry does.
 
 from __future__ import annotations
 
+import builtins
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -159,7 +160,7 @@ class KV:
             return False
         return self.delete(txn, key)
 
-    def keys_held_by(self, session: str) -> list[str]:
+    def keys_held_by(self, session: str) -> builtins.list[str]:  # builtins.: the class has a list()
         return [k for k, e in self.store.kvs.items() if e.session == session]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ..codec import Fields, format_duration, parse_duration
@@ -68,7 +69,7 @@ class Sessions:
             "ID": str(uuid.uuid4()),
             "Name": body.get("Name", ""),
             "Node": body.get("Node", "") or default_node,
-            "LockDelay": int(round(_lock_delay(body.get("LockDelay", "15s")) * 1e9)),
+            "LockDelay": round(_lock_delay(body.get("LockDelay", "15s")) * 1e9),
             "Behavior": behavior,
             "TTL": ttl,
             "NodeChecks": list(node_checks) or None,
@@ -181,7 +182,7 @@ class Sessions:
 
     # -- reads (caller holds store.lock) ----------------------------------------
     def query(self, session_id: str | None = None, node: str | None = None) -> tuple[int, list[dict], bool]:
-        sessions = self.store.sessions.values()
+        sessions: Iterable[dict] = self.store.sessions.values()
         if session_id is not None:
             sessions = [s for s in sessions if s["ID"] == session_id]
         if node is not None:
