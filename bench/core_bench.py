@@ -39,8 +39,9 @@ def cpu_seconds(pid: int) -> float:
 
 def curl(args: list[str]) -> float:
     """Seconds taken by one curl transfer (curl's own timer)."""
-    out = subprocess.run(["curl", "-sf", "-o", "/dev/null", "-w", "%{time_total}", *args],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["curl", "-sf", "-o", "/dev/null", "-w", "%{time_total}", *args], check=True, capture_output=True, text=True
+    ).stdout
     return float(out)
 
 
@@ -61,12 +62,10 @@ http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{port}; root {ro
   client_body_temp_path {work}/b; proxy_temp_path {work}/p; fastcgi_temp_path {work}/f;
   uwsgi_temp_path {work}/u; scgi_temp_path {work}/s; }}
 """)
-    proc = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf)],
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf)], stderr=subprocess.DEVNULL)
     for _ in range(100):
         try:
-            subprocess.run(
-                ["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}/"], check=True)
+            subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}/"], check=True)
             break
         except subprocess.CalledProcessError:
             time.sleep(0.05)
@@ -133,16 +132,21 @@ def main() -> None:
                 body_path = work / "spread.bin"
                 make_file(body_path, spread)
                 name = f"spread-{run}.bin"
-                subprocess.run(["curl", "-sf", "-T", str(body_path), f"{n1.url}/{name}"], check=True, capture_output=True)
+                subprocess.run(
+                    ["curl", "-sf", "-T", str(body_path), f"{n1.url}/{name}"], check=True, capture_output=True
+                )
                 one.append(curl([f"{c[1].url}/{name}"]))
                 name2 = f"spread2-{run}.bin"
-                subprocess.run(["curl", "-sf", "-T", str(body_path), f"{n1.url}/{name2}"], check=True, capture_output=True)
+                subprocess.run(
+                    ["curl", "-sf", "-T", str(body_path), f"{n1.url}/{name2}"], check=True, capture_output=True
+                )
                 done = {}
                 t0 = time.perf_counter()
 
                 def fetch(a):
                     curl([f"{a.url}/{name2}"])
                     done[a.name] = time.perf_counter() - t0
+
                 threads = [threading.Thread(target=fetch, args=(a,)) for a in c.agents[1:]]
                 for t in threads:
                     t.start()
@@ -158,8 +162,10 @@ def main() -> None:
         nginx.terminate()
         nginx.wait()
     table = ["| measure | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
-    text = (f"core_bench: S = {args.size_mib} MiB, {args.nodes} nodes, medians of {args.runs} runs, "
-            f"{os.cpu_count()} cores\n\n" + "\n".join(table) + "\n")
+    text = (
+        f"core_bench: S = {args.size_mib} MiB, {args.nodes} nodes, medians of {args.runs} runs, "
+        f"{os.cpu_count()} cores\n\n" + "\n".join(table) + "\n"
+    )
     print(text)
     (work / "core_bench.md").write_text(text)
     print(f"(written to {work / 'core_bench.md'})")

@@ -43,8 +43,14 @@ def cpu(pid: int | str, children: bool = False) -> float:
 
 
 def settings_for(mode: str, n: int, rate: str) -> tuple[dict, dict]:
-    base = {"fetch_rate": rate, "serve_rate": rate, "log_level": "info", "progress_interval": "30s",
-            "check_interval": "5s", "check_timeout": "5s"}  # a busy 2-core host must not flap checks
+    base = {
+        "fetch_rate": rate,
+        "serve_rate": rate,
+        "log_level": "info",
+        "progress_interval": "30s",
+        "check_interval": "5s",
+        "check_timeout": "5s",
+    }  # a busy 2-core host must not flap checks
     if mode == "origin":
         base.update(relay="store-and-forward", max_fetch_per_source=n)
         return base, {f"node{i}": {"fetch_only": True} for i in range(2, n + 1)}
@@ -96,8 +102,12 @@ def main() -> None:
     ap.add_argument("--rate-mib", type=float, default=8)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--handler", choices=("script", "http"), default="script",
-                    help="how Consul runs the watch handlers (install-watches --handler)")
+    ap.add_argument(
+        "--handler",
+        choices=("script", "http"),
+        default="script",
+        help="how Consul runs the watch handlers (install-watches --handler)",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "distribute.md"))
     args = ap.parse_args()
     size = int(args.size_mib * MiB)
@@ -110,23 +120,36 @@ def main() -> None:
     for n in [int(x) for x in args.nodes.split(",")]:
         for mode in args.modes.split(","):
             base, per_node = settings_for(mode, n, rate)
-            with TuggleCluster(work / f"{mode}-{n}", nodes=n, settings=base, per_node=per_node,
-                               watches="http" if args.handler == "http" else True) as c:
+            with TuggleCluster(
+                work / f"{mode}-{n}",
+                nodes=n,
+                settings=base,
+                per_node=per_node,
+                watches="http" if args.handler == "http" else True,
+            ) as c:
                 runs = []
                 for i in range(args.runs):
                     runs.append(one_run(c, f"obj-{i}.bin", body, size))
-                    print(f"N={n:<3} {mode:<18} run {i + 1}: p50 {runs[-1]['p50'] / sb:.2f}x  "
-                          f"max {runs[-1]['max'] / sb:.2f}x  origin {runs[-1]['origin_bytes'] / size:.2f}S  "
-                          f"cpu {runs[-1]['cpu']:.1f}s", flush=True)
+                    print(
+                        f"N={n:<3} {mode:<18} run {i + 1}: p50 {runs[-1]['p50'] / sb:.2f}x  "
+                        f"max {runs[-1]['max'] / sb:.2f}x  origin {runs[-1]['origin_bytes'] / size:.2f}S  "
+                        f"cpu {runs[-1]['cpu']:.1f}s",
+                        flush=True,
+                    )
             results[(n, mode)] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    lines = [f"S = {args.size_mib:g} MiB, B = {args.rate_mib:g} MiB/s (fetch_rate = serve_rate on every node), "
-             f"S/B = {sb:.2f} s; medians of {args.runs} runs; watch handlers: {args.handler}; "
-             f"{os.cpu_count()} cores, all nodes on one machine.", "",
-             "| N | mode | p50 (×S/B) | max (×S/B) | node1 uploaded (×S) | cluster CPU s |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"S = {args.size_mib:g} MiB, B = {args.rate_mib:g} MiB/s (fetch_rate = serve_rate on every node), "
+        f"S/B = {sb:.2f} s; medians of {args.runs} runs; watch handlers: {args.handler}; "
+        f"{os.cpu_count()} cores, all nodes on one machine.",
+        "",
+        "| N | mode | p50 (×S/B) | max (×S/B) | node1 uploaded (×S) | cluster CPU s |",
+        "|---|---|---|---|---|---|",
+    ]
     for (n, mode), r in results.items():
-        lines.append(f"| {n} | {mode} | {r['p50'] / sb:.2f} | {r['max'] / sb:.2f} | "
-                     f"{r['origin_bytes'] / size:.2f} | {r['cpu']:.1f} |")
+        lines.append(
+            f"| {n} | {mode} | {r['p50'] / sb:.2f} | {r['max'] / sb:.2f} | "
+            f"{r['origin_bytes'] / size:.2f} | {r['cpu']:.1f} |"
+        )
     ns = sorted({n for n, _ in results})
     if "pipelined" in args.modes and len(ns) > 1:
         lo, hi = results[(ns[0], "pipelined")]["max"], results[(ns[-1], "pipelined")]["max"]

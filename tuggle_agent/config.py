@@ -58,6 +58,7 @@ def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
         if not lo <= n <= hi:
             raise ValueError(f"expected a whole number from {lo} to {hi}, got {n}")
         return n
+
     return conv
 
 
@@ -76,6 +77,7 @@ def _choice(*choices: str) -> Callable[[Any], str]:
         if v not in choices:
             raise ValueError(f"expected one of {', '.join(choices)}, got {v!r}")
         return v
+
     return conv
 
 
@@ -118,8 +120,10 @@ def _rate(v: Any) -> int | None:
     return n
 
 
-_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
 
 
 def _is_host(text: str) -> bool:
@@ -146,16 +150,19 @@ def _opt_host(v: Any) -> str | None:
 def parse_consul_address(text: str) -> tuple[str | None, str, int]:
     """`host:port` or `http(s)://host:port` (as CONSUL_HTTP_ADDR) -> (scheme or None, host, port).
     IPv6 hosts are written in brackets ([::1]:8500) and returned without them."""
-    expected = ("expected host:port or http(s)://host:port such as 127.0.0.1:8500 or https://consul.local:8501, "
-                f"got {text!r}")
+    expected = (
+        f"expected host:port or http(s)://host:port such as 127.0.0.1:8500 or https://consul.local:8501, got {text!r}"
+    )
     scheme: str | None
     scheme, sep, rest = text.partition("://")
     if not sep:
         scheme, rest = None, text
     elif scheme == "unix":
         # Consul's Go client dials unix sockets; py-consul builds http://host:port URLs only.
-        raise ValueError(f"unix sockets ({text!r}) are not supported by the Consul client we use "
-                         "(py-consul); point it at the agent's HTTP address, host:port")
+        raise ValueError(
+            f"unix sockets ({text!r}) are not supported by the Consul client we use "
+            "(py-consul); point it at the agent's HTTP address, host:port"
+        )
     elif scheme not in ("http", "https"):
         raise ValueError(f"unknown scheme {scheme!r}: {expected}")
     rest = rest[:-1] if rest.endswith("/") else rest
@@ -199,6 +206,7 @@ def _networks(v: Any) -> tuple:
 @dataclasses.dataclass(frozen=True)
 class Hook:
     """One hook command: argv list, optional glob on the object name, timeout."""
+
     command: tuple[str, ...]
     timeout: float = 60.0
     match: str = "*"
@@ -230,7 +238,9 @@ def _hooks(v: Any) -> dict[str, tuple[Hook, ...]]:
                 raise ValueError(f"{where}: expected a mapping with a 'command' list")
             unknown = set(e) - {"command", "timeout", "match"}
             if unknown:
-                raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected command, timeout, match")
+                raise ValueError(
+                    f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected command, timeout, match"
+                )
             cmd = e["command"]
             if isinstance(cmd, str):
                 cmd = [cmd]
@@ -319,6 +329,7 @@ CONSUL_ENV: tuple[tuple[str, str], ...] = (
 class ConsulSettings:
     """How to reach the Consul agent, resolved: what consul/client.py's
     `make_client_from` builds py-consul's client from."""
+
     host: str = "127.0.0.1"  # IPv6 without brackets
     port: int = 8500
     scheme: str = "http"
@@ -332,8 +343,9 @@ class ConsulSettings:
         return f"{self.scheme}://{host}:{self.port}"
 
     @classmethod
-    def from_address(cls, address: str | None, token: str | None = None, ssl: bool = False,
-                     **tls: Any) -> ConsulSettings:
+    def from_address(
+        cls, address: str | None, token: str | None = None, ssl: bool = False, **tls: Any
+    ) -> ConsulSettings:
         """Consul's rule for the scheme: https if the address says so or `ssl` is set
         (an explicit http:// never turns TLS off).  Raises ValueError for a bad address."""
         scheme, host, port = parse_consul_address(address or "127.0.0.1:8500")
@@ -403,8 +415,9 @@ class Config:
     def consul_settings(self) -> ConsulSettings:
         verify: bool | str = (self.consul_ca_file or True) if self.consul_ssl_verify else False
         cert = (self.consul_cert_file, self.consul_key_file) if self.consul_cert_file else None
-        return ConsulSettings.from_address(self.consul_address, self.consul_token_value, self.consul_ssl,
-                                           verify=verify, cert=cert)
+        return ConsulSettings.from_address(
+            self.consul_address, self.consul_token_value, self.consul_ssl, verify=verify, cert=cert
+        )
 
     @property
     def local_host(self) -> str:
@@ -454,8 +467,9 @@ def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
-                env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> Config:
     """Build a Config: defaults < YAML file < environment < explicit overrides (flags).
 
     Environment variables are Consul's (CONSUL_ENV); an empty one counts as unset, as in
@@ -509,8 +523,12 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
         raise ConfigError("settings 'write_token' and 'write_token_file': set one of them, not both")
     consul_from_file = _read_token_file("consul.token_file", values["consul.token_file"], empty_ok=True)
     write_from_file = _read_token_file("write_token_file", values["write_token_file"], empty_ok=False)
-    return Config(**kwargs, source=str(Path(path).absolute()) if path else None,
-                  consul_token_from_file=consul_from_file, write_token_from_file=write_from_file)
+    return Config(
+        **kwargs,
+        source=str(Path(path).absolute()) if path else None,
+        consul_token_from_file=consul_from_file,
+        write_token_from_file=write_from_file,
+    )
 
 
 def _check_data_dir(data_dir: Path) -> None:
@@ -528,8 +546,10 @@ def _check_data_dir(data_dir: Path) -> None:
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"setting 'data_dir': {data_dir} does not exist and cannot be created "
-                          f"({parent} is not a writable directory)")
+        raise ConfigError(
+            f"setting 'data_dir': {data_dir} does not exist and cannot be created "
+            f"({parent} is not a writable directory)"
+        )
 
 
 def _check_tls_files(values: dict[str, Any]) -> None:
@@ -538,8 +558,9 @@ def _check_tls_files(values: dict[str, Any]) -> None:
             raise ConfigError(f"setting {key!r}: cannot read {values[key]}")
     if bool(values["consul.cert_file"]) != bool(values["consul.key_file"]):
         # Consul's own rule (api.SetupTLSConfig).
-        raise ConfigError("settings 'consul.cert_file' and 'consul.key_file': both client cert and client key "
-                          "must be provided")
+        raise ConfigError(
+            "settings 'consul.cert_file' and 'consul.key_file': both client cert and client key must be provided"
+        )
 
 
 def _check_token(key: str, token: str) -> None:
@@ -557,8 +578,9 @@ def _read_token_file(key: str, path: str | None, empty_ok: bool) -> str | None:
     try:
         token = Path(path).read_text().strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"setting {key!r}: cannot read token file {path}: "
-                          f"{getattr(exc, 'strerror', None) or exc}") from None
+        raise ConfigError(
+            f"setting {key!r}: cannot read token file {path}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     if not token:
         if empty_ok:
             return None

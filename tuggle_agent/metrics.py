@@ -14,21 +14,30 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 REGISTRY = CollectorRegistry()
 
-FETCHED_BYTES = Counter("tuggle_fetched_bytes", "Verified bytes received from peers, by kind of source",
-                        ["source"], registry=REGISTRY)  # source: complete | partial
-SERVED_BYTES = Counter("tuggle_served_to_peers_bytes", "Bytes sent to peers (counted against serve_rate)",
-                       registry=REGISTRY)
+FETCHED_BYTES = Counter(
+    "tuggle_fetched_bytes", "Verified bytes received from peers, by kind of source", ["source"], registry=REGISTRY
+)  # source: complete | partial
+SERVED_BYTES = Counter(
+    "tuggle_served_to_peers_bytes", "Bytes sent to peers (counted against serve_rate)", registry=REGISTRY
+)
 UPLOADED_BYTES = Counter("tuggle_uploaded_bytes", "Bytes stored by PUT on this node", registry=REGISTRY)
 FETCHES = Counter("tuggle_fetches", "Finished fetches by result", ["result"], registry=REGISTRY)
-FETCH_SECONDS = Histogram("tuggle_fetch_seconds", "Duration of successful fetches", registry=REGISTRY,
-                          buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800))
-SOURCE_SWITCHES = Counter("tuggle_source_switches", "Fetches resumed from another holder, by reason",
-                          ["reason"], registry=REGISTRY)  # reason: broken | corrupt
+FETCH_SECONDS = Histogram(
+    "tuggle_fetch_seconds",
+    "Duration of successful fetches",
+    registry=REGISTRY,
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+SOURCE_SWITCHES = Counter(
+    "tuggle_source_switches", "Fetches resumed from another holder, by reason", ["reason"], registry=REGISTRY
+)  # reason: broken | corrupt
 ACTIVE_FETCHES = Gauge("tuggle_active_fetches", "Fetches in progress", registry=REGISTRY)
-ORPHANS = Gauge("tuggle_orphans", "Local copies kept unadvertised: Consul KV has no such object and no tombstone",
-                registry=REGISTRY)
-BAD_ENTRIES = Gauge("tuggle_bad_kv_entries", "Keys under the namespace prefix that are not valid metadata",
-                    registry=REGISTRY)
+ORPHANS = Gauge(
+    "tuggle_orphans", "Local copies kept unadvertised: Consul KV has no such object and no tombstone", registry=REGISTRY
+)
+BAD_ENTRIES = Gauge(
+    "tuggle_bad_kv_entries", "Keys under the namespace prefix that are not valid metadata", registry=REGISTRY
+)
 CORRUPT_COPIES = Counter("tuggle_corrupt_copies", "Local copies found corrupt and removed", registry=REGISTRY)
 
 

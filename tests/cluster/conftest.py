@@ -19,8 +19,10 @@ _names = itertools.count()
 @pytest.fixture
 def unique_name(request):
     """A fresh object name per call, so tests sharing a cluster never collide."""
+
     def make(suffix: str = "bin") -> str:
         return f"t{next(_names)}-{request.node.name[:40].replace('[', '-').replace(']', '')}.{suffix}"
+
     return make
 
 

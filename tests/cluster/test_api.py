@@ -64,7 +64,9 @@ def test_bad_names_and_traversal_are_refused_with_nothing_written(cluster3):
         if r.status_code == 400:
             assert "must match" in r.text
         assert requests.get(n1.url + raw).status_code in (400, 404)
-    assert sorted(p for p in n1.dir.rglob("*") if "agent.log" not in str(p)) == [p for p in before if "agent.log" not in str(p)]
+    assert sorted(p for p in n1.dir.rglob("*") if "agent.log" not in str(p)) == [
+        p for p in before if "agent.log" not in str(p)
+    ]
     assert not (n1.dir.parent / "evil").exists()
 
 
@@ -167,6 +169,7 @@ def test_consul_down_gives_a_clear_503_and_recovers(cluster3, unique_name):
 
 def test_max_upload_size_is_enforced(tmp_path, unique_name):
     from tuggle_agent.harness import TuggleCluster
+
     with TuggleCluster(tmp_path, nodes=1, settings={"max_upload_size": "1MB"}) as c:
         name = unique_name()
         r = c[0].put(name, os.urandom(2_000_000))
@@ -179,6 +182,7 @@ def test_writes_from_outside_write_allow_are_refused(tmp_path, unique_name):
     import http.client
 
     from tuggle_agent.harness import TuggleCluster
+
     with TuggleCluster(tmp_path, nodes=1, settings={"write_allow": ["127.0.0.1/32"]}) as c:
         name = unique_name()
         for method in ("PUT", "DELETE"):

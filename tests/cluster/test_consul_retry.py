@@ -20,8 +20,18 @@ from tuggle_agent.consul.client import (
     make_client_from,
 )
 
-KV_ANSWER = json.dumps([{"Key": "tuggle/x", "Value": base64.b64encode(b"hello").decode(), "Flags": 0,
-                         "CreateIndex": 1, "ModifyIndex": 1, "LockIndex": 0}]).encode()
+KV_ANSWER = json.dumps(
+    [
+        {
+            "Key": "tuggle/x",
+            "Value": base64.b64encode(b"hello").decode(),
+            "Flags": 0,
+            "CreateIndex": 1,
+            "ModifyIndex": 1,
+            "LockIndex": 0,
+        }
+    ]
+).encode()
 
 
 class ScriptedConsul:

@@ -17,9 +17,15 @@ from tuggle_agent.harness import agent_command, free_port_range, wait_until
 
 def start_dev(workdir: Path, port: int, consul: int, nodes: int = 2) -> tuple[subprocess.Popen, str]:
     """A `tuggle-agent dev` process and its output up to its ready line."""
-    proc = subprocess.Popen(agent_command("dev", "--nodes", str(nodes), "--port", str(port),
-                                          "--consul-port", str(consul), "--workdir", str(workdir)),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        agent_command(
+            "dev", "--nodes", str(nodes), "--port", str(port), "--consul-port", str(consul), "--workdir", str(workdir)
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -56,8 +62,11 @@ def test_dev_runs_a_cluster_and_stops_cleanly(tmp_path):
         assert f"http://127.0.0.1:{port + 1}" in out and "curl" in out
         n1, n2 = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
         assert requests.put(f"{n1}/hello.txt?sync", data=b"hi").status_code == 201
-        wait_until(lambda: (tmp_path / "node2" / "data" / "hello.txt").exists(), 30,
-                   what="node2 to prefetch through its real watches")
+        wait_until(
+            lambda: (tmp_path / "node2" / "data" / "hello.txt").exists(),
+            30,
+            what="node2 to prefetch through its real watches",
+        )
         assert requests.get(f"{n2}/hello.txt").content == b"hi"
     finally:
         rest = stop_dev(proc)
@@ -65,16 +74,27 @@ def test_dev_runs_a_cluster_and_stops_cleanly(tmp_path):
     assert_nothing_listens(port, port + 1, consul, consul + 1)  # nothing it started still listens
 
 
-@pytest.mark.parametrize("taken,what", [(lambda port, consul: port + 1, "node2's tuggle-agent"),
-                                        (lambda port, consul: consul, "node1's Consul dev agent")],
-                         ids=["tuggle-port", "consul-port"])
+@pytest.mark.parametrize(
+    "taken,what",
+    [
+        (lambda port, consul: port + 1, "node2's tuggle-agent"),
+        (lambda port, consul: consul, "node1's Consul dev agent"),
+    ],
+    ids=["tuggle-port", "consul-port"],
+)
 def test_a_taken_port_is_named_and_nothing_starts(tmp_path, taken, what):
     port, consul = free_port_range(2), free_port_range(2)
     busy = taken(port, consul)
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", busy))  # bound, not even listening: still taken
-        p = subprocess.run(agent_command("dev", "--nodes", "2", "--port", str(port), "--consul-port", str(consul),
-                                         "--workdir", str(tmp_path)), capture_output=True, text=True, timeout=60)
+        p = subprocess.run(
+            agent_command(
+                "dev", "--nodes", "2", "--port", str(port), "--consul-port", str(consul), "--workdir", str(tmp_path)
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert p.returncode != 0
     assert f"127.0.0.1:{busy} ({what}) is already in use" in p.stderr, p.stderr
     assert "--port" in p.stderr and "ready" not in p.stdout

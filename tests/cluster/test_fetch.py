@@ -17,9 +17,11 @@ MiB = 2**20
 def fetch_cluster4(tmp_path_factory):
     """Four nodes: node3 fetches at 2 MiB/s (stall_timeout 3s) so transfers can be watched and
     interrupted; node4 is fetch-only. Shared by the module's tests."""
-    with TuggleCluster(tmp_path_factory.mktemp("fetch"), nodes=4, per_node={
-            "node3": {"fetch_rate": "2MiB", "stall_timeout": "3s"},
-            "node4": {"fetch_only": True}}) as c:
+    with TuggleCluster(
+        tmp_path_factory.mktemp("fetch"),
+        nodes=4,
+        per_node={"node3": {"fetch_rate": "2MiB", "stall_timeout": "3s"}, "node4": {"fetch_only": True}},
+    ) as c:
         yield c
 
 
@@ -132,8 +134,9 @@ def test_restart_reconciles_local_copies_with_consul(fetch_cluster4, unique_name
     for n in (keep, gone):
         n1.put(n, n.encode())
         assert n2.get(n).status_code == 200
-    wait_until(lambda: "node2" in fetch_cluster4.holders(keep) and "node2" in fetch_cluster4.holders(gone),
-               what="node2 tagged")
+    wait_until(
+        lambda: "node2" in fetch_cluster4.holders(keep) and "node2" in fetch_cluster4.holders(gone), what="node2 tagged"
+    )
     n2.stop()
     assert requests.delete(f"{n1.url}/{gone}").status_code == 200
     (n2.data_dir / ".tmp" / "fetch.leftover.x").write_bytes(b"half")

@@ -82,11 +82,13 @@ def test_term_is_sent_before_kill(tmp_path):
 
 
 def test_fifty_megabytes_of_output_are_bounded_and_the_hook_completes():
-    code = ("import sys\n"
-            "block = b'x' * 1023 + b'\\n'\n"
-            "for _ in range(50 * 1024): sys.stdout.buffer.write(block)\n"
-            "print('last line', flush=True)\n"
-            "sys.exit(4)\n")
+    code = (
+        "import sys\n"
+        "block = b'x' * 1023 + b'\\n'\n"
+        "for _ in range(50 * 1024): sys.stdout.buffer.write(block)\n"
+        "print('last line', flush=True)\n"
+        "sys.exit(4)\n"
+    )
     tracemalloc.start()
     try:
         [result] = run_hooks("pre_download", (Hook((sys.executable, "-c", code), timeout=60),), META, {})
@@ -117,6 +119,7 @@ def test_missing_command_reported():
 
 @pytest.mark.parametrize("env_key", ["TUGGLE_NAME"])
 def test_environment_passed(env_key):
-    [result] = run_hooks("pre_download", (Hook(("sh", "-c", f"echo ${env_key}"), timeout=5),), META,
-                         {env_key: "obj.bin"})
+    [result] = run_hooks(
+        "pre_download", (Hook(("sh", "-c", f"echo ${env_key}"), timeout=5),), META, {env_key: "obj.bin"}
+    )
     assert result.output == "obj.bin\n"

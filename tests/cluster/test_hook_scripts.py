@@ -26,18 +26,30 @@ def tuggle_env(path: Path, **extra: str) -> dict[str, str]:
     """The environment tuggle-agent gives a hook for the object stored at `path`."""
     data = path.read_bytes() if path.exists() else b""
     env = {
-        "PATH": PATH, "TUGGLE_NAME": path.name, "TUGGLE_PATH": str(path),
-        "TUGGLE_ID": "5f1c2e9a-0c1d-4b8e-9a57-2a5e6b0f7d11", "TUGGLE_SIZE": str(len(data)),
-        "TUGGLE_SHA256": hashlib.sha256(data).hexdigest(), "TUGGLE_CONTENT_TYPE": "application/gzip",
-        "TUGGLE_SOURCE_NODE": "node1", "TUGGLE_NODE": "node2",
+        "PATH": PATH,
+        "TUGGLE_NAME": path.name,
+        "TUGGLE_PATH": str(path),
+        "TUGGLE_ID": "5f1c2e9a-0c1d-4b8e-9a57-2a5e6b0f7d11",
+        "TUGGLE_SIZE": str(len(data)),
+        "TUGGLE_SHA256": hashlib.sha256(data).hexdigest(),
+        "TUGGLE_CONTENT_TYPE": "application/gzip",
+        "TUGGLE_SOURCE_NODE": "node1",
+        "TUGGLE_NODE": "node2",
     }
     env.update(extra)
     return env
 
 
 def run(script: str, *args: str, env: dict[str, str], interpreter: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run([*interpreter, str(HOOKS / script), *args], env=env, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+    return subprocess.run(
+        [*interpreter, str(HOOKS / script), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=30,
+    )
 
 
 def obj(tmp_path: Path, name: str, content: bytes) -> Path:
@@ -49,6 +61,7 @@ def obj(tmp_path: Path, name: str, content: bytes) -> Path:
 
 
 # --- check-disk-space ----------------------------------------------------------------------------
+
 
 def test_disk_space_passes_with_a_small_minimum(tmp_path):
     path = obj(tmp_path, "app.tar.gz", b"x" * 1000)
@@ -84,6 +97,7 @@ def test_disk_space_bad_argument_is_a_usage_error(tmp_path, args):
 
 
 # --- verify-checksum -----------------------------------------------------------------------------
+
 
 def test_checksum_matches_published_digest(tmp_path):
     path = obj(tmp_path, "app.bin", b"release 1.4.2\n")
@@ -121,6 +135,7 @@ def test_checksum_usage_errors(tmp_path):
 
 # --- extract-tarball -----------------------------------------------------------------------------
 
+
 def make_tarball(tmp_path: Path, name: str, files: dict[str, bytes], mode: str = "w:gz") -> Path:
     """A real tarball in the data dir; `files` maps member names to contents."""
     buf = io.BytesIO()
@@ -133,13 +148,22 @@ def make_tarball(tmp_path: Path, name: str, files: dict[str, bytes], mode: str =
 
 
 # Python before 3.11.4 has no tarfile extraction filters; the script then checks members itself.
-WITHOUT_FILTERS = (sys.executable, "-c", "import runpy, sys, tarfile; del tarfile.data_filter; "
-                   "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+WITHOUT_FILTERS = (
+    sys.executable,
+    "-c",
+    "import runpy, sys, tarfile; del tarfile.data_filter; "
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')",
+)
 
 
 def release(tmp_path: Path, archive: Path, *args: str, filters: bool = True) -> subprocess.CompletedProcess:
-    return run("extract-tarball", str(tmp_path / "srv"), *args, env=tuggle_env(archive),
-               interpreter=() if filters else WITHOUT_FILTERS)
+    return run(
+        "extract-tarball",
+        str(tmp_path / "srv"),
+        *args,
+        env=tuggle_env(archive),
+        interpreter=() if filters else WITHOUT_FILTERS,
+    )
 
 
 def releases(tmp_path: Path) -> list[str]:
@@ -191,8 +215,12 @@ def test_second_release_switches_current_and_rerun_is_idempotent(tmp_path):
 def test_old_releases_are_pruned_to_keep(tmp_path):
     names = []
     for i in range(1, 6):
-        assert release(tmp_path, make_tarball(tmp_path, f"app-{i}.tar.gz", {"VERSION": b"%d" % i}),
-                       "--keep", "2").returncode == 0
+        assert (
+            release(
+                tmp_path, make_tarball(tmp_path, f"app-{i}.tar.gz", {"VERSION": b"%d" % i}), "--keep", "2"
+            ).returncode
+            == 0
+        )
         names.append(current(tmp_path).name)
     assert releases(tmp_path) == sorted(names[-2:])
     assert (tmp_path / "srv/current/VERSION").read_bytes() == b"5"
@@ -204,7 +232,9 @@ def test_old_releases_are_pruned_to_keep(tmp_path):
 
 def test_keep_one_never_removes_current(tmp_path):
     for i in (1, 2):
-        assert release(tmp_path, make_tarball(tmp_path, f"a{i}.tar", {"f": b"%d" % i}, "w"), "--keep", "1").returncode == 0
+        assert (
+            release(tmp_path, make_tarball(tmp_path, f"a{i}.tar", {"f": b"%d" % i}, "w"), "--keep", "1").returncode == 0
+        )
     assert releases(tmp_path) == [current(tmp_path).name]
 
 
@@ -284,13 +314,16 @@ def test_extract_tarball_usage_errors(tmp_path):
 
 # --- notify --------------------------------------------------------------------------------------
 
+
 def test_notify_logs_one_line_and_appends_to_file(tmp_path):
     path = obj(tmp_path, "app.tar.gz", b"payload")
     env = tuggle_env(path)
     log = tmp_path / "notify.log"
     r = run("notify", "post_download", env={**env, "TUGGLE_NOTIFY_LOG": str(log)})
-    line = (f"tuggle notify: event=post_download node=node2 name=app.tar.gz size=7 "
-            f"sha256={env['TUGGLE_SHA256']} source=node1")
+    line = (
+        f"tuggle notify: event=post_download node=node2 name=app.tar.gz size=7 "
+        f"sha256={env['TUGGLE_SHA256']} source=node1"
+    )
     assert r.returncode == 0 and r.stdout == line + "\n"
     run("notify", "post_download", env={**env, "TUGGLE_NOTIFY_LOG": str(log)})
     lines = log.read_text().splitlines()
@@ -300,8 +333,9 @@ def test_notify_logs_one_line_and_appends_to_file(tmp_path):
 
 
 def test_notify_never_fails(tmp_path):
-    env = tuggle_env(tmp_path / "gone.bin", TUGGLE_SOURCE_NODE="",
-                     TUGGLE_NOTIFY_LOG=str(tmp_path / "no" / "such" / "dir" / "log"))
+    env = tuggle_env(
+        tmp_path / "gone.bin", TUGGLE_SOURCE_NODE="", TUGGLE_NOTIFY_LOG=str(tmp_path / "no" / "such" / "dir" / "log")
+    )
     r = run("notify", env=env)
     assert r.returncode == 0
     assert r.stdout.startswith("tuggle notify: node=node2 name=gone.bin ") and "source=-" in r.stdout

@@ -12,7 +12,7 @@ def test_fetch_prefers_the_holder_in_the_same_zone(tmp_path, unique_name):
         for _ in range(3):
             name = unique_name()
             n1.put(name, os.urandom(50_000))
-            assert n2.get(name).status_code == 200          # node2 can only fetch from node1
+            assert n2.get(name).status_code == 200  # node2 can only fetch from node1
             wait_until(lambda: c.holders(name) == {"node1", "node2"}, what="node2 tagged")
             assert n4.get(name).status_code == 200
             dot = wait_until(lambda: (t := n1.get(name + "?graph").text).count("->") == 2 and t, what="edges")

@@ -30,8 +30,9 @@ def second_serve(c, tmp_path, **changes) -> subprocess.CompletedProcess:
     cfg.update(changes)
     path = tmp_path / "second.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    return subprocess.run(agent_command("serve", "--config", str(path)), env=agent_env(), capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        agent_command("serve", "--config", str(path)), env=agent_env(), capture_output=True, text=True, timeout=60
+    )
 
 
 def test_busy_port_exits_before_touching_consul(one_node, tmp_path):
@@ -77,8 +78,7 @@ def test_readiness_reports_consul_and_data_dir(one_node):
     finally:
         c.dev.restart_node("node1")
     requests.post(c[0].url + "/_tuggle/reconcile", timeout=30)
-    wait_until(lambda: requests.get(c[0].url + "/_tuggle/ready", timeout=10).status_code == 200, 20,
-               what="ready again")
+    wait_until(lambda: requests.get(c[0].url + "/_tuggle/ready", timeout=10).status_code == 200, 20, what="ready again")
 
 
 def test_idle_and_half_open_connections_do_not_block_ping(one_node):

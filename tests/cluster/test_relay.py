@@ -19,7 +19,9 @@ MiB = 2**20
 
 def edges(agent, name):
     dot = agent.get(name + "?graph").text
-    return {tuple(p.strip().strip('"') for p in line.split("[")[0].split("->")) for line in dot.splitlines() if "->" in line}
+    return {
+        tuple(p.strip().strip('"') for p in line.split("[")[0].split("->")) for line in dot.splitlines() if "->" in line
+    }
 
 
 @contextmanager
@@ -28,8 +30,11 @@ def fetching_in_background(agent, name, verified: int = 0):
     and has verified at least `verified` bytes."""
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(agent.get, name, timeout=90)
-        wait_until(lambda: (f := agent.fetching(name)) and f[0]["verified"] >= verified, 20,
-                   what=f"{agent.name} fetching {name}")
+        wait_until(
+            lambda: (f := agent.fetching(name)) and f[0]["verified"] >= verified,
+            20,
+            what=f"{agent.name} fetching {name}",
+        )
         yield future
 
 
@@ -37,8 +42,11 @@ def fetching_in_background(agent, name, verified: int = 0):
 def relay_cluster4(tmp_path_factory):
     """Four nodes: node2 fetches at 2 MiB/s, so it is a partial holder (a relay) for a while;
     node3 gives up on a stalled source after 2s. Shared by the module's tests."""
-    with TuggleCluster(tmp_path_factory.mktemp("relay"), nodes=4, per_node={
-            "node2": {"fetch_rate": "2MiB"}, "node3": {"stall_timeout": "2s"}}) as c:
+    with TuggleCluster(
+        tmp_path_factory.mktemp("relay"),
+        nodes=4,
+        per_node={"node2": {"fetch_rate": "2MiB"}, "node3": {"stall_timeout": "2s"}},
+    ) as c:
         yield c
 
 
@@ -51,8 +59,9 @@ def test_partial_holder_serves_a_peer_before_its_copy_completes(relay_cluster4, 
         r = requests.get(f"{n2.url}/{name}", headers={INTERNAL_HEADER: "test", "Range": "bytes=0-524287"}, timeout=10)
         assert r.status_code == 206 and r.content == body[:524288]
         assert n2.fetching(name), "node2 served a peer while its own fetch was still running"
-        assert "node2" not in relay_cluster4.holders(name) and not n2.local_file(name).exists(), \
+        assert "node2" not in relay_cluster4.holders(name) and not n2.local_file(name).exists(), (
             "a partial holder must not look like a complete one"
+        )
         # node1's only relay slot is node2's: node3 joins the chain behind node2 and keeps pace with it
         r3 = n3.get(name)
         assert r3.content == body
@@ -79,8 +88,11 @@ def node3_relaying_from_node2(cluster, name: str, body: bytes):
     n1.put(name, body)
     with fetching_in_background(n2, name), ThreadPoolExecutor() as pool:
         got = pool.submit(n3.get, name, timeout=90)
-        wait_until(lambda: (f := n3.fetching(name)) and f[0]["source"] == "node2" and f[0]["verified"] > MiB, 20,
-                   what="node3 relaying from node2")
+        wait_until(
+            lambda: (f := n3.fetching(name)) and f[0]["source"] == "node2" and f[0]["verified"] > MiB,
+            20,
+            what="node3 relaying from node2",
+        )
         yield got
 
 
@@ -100,8 +112,7 @@ def test_killed_relay_is_routed_around_and_the_copy_verifies(relay_cluster4, uni
 
 
 def test_ten_nodes_syncing_at_once_form_no_cycle(tmp_path, unique_name):
-    with TuggleCluster(tmp_path, nodes=10, settings={"fetch_rate": "16MiB", "serve_rate": "16MiB"},
-                       watches=True) as c:
+    with TuggleCluster(tmp_path, nodes=10, settings={"fetch_rate": "16MiB", "serve_rate": "16MiB"}, watches=True) as c:
         name = unique_name()
         body = os.urandom(8 * MiB)
         assert c[0].put(name + "?sync", body).status_code == 201
@@ -120,13 +131,17 @@ def test_ten_nodes_syncing_at_once_form_no_cycle(tmp_path, unique_name):
                 assert node not in seen, f"cycle through {node}: {graph}"
                 seen.add(node)
                 node = parents[node]
-        wait_until(lambda: c.consul().kv.get(f"tuggle.relay/{name}/", recurse=True)[1] is None, 10,
-                   what="partial-holder entries withdrawn")
+        wait_until(
+            lambda: c.consul().kv.get(f"tuggle.relay/{name}/", recurse=True)[1] is None,
+            10,
+            what="partial-holder entries withdrawn",
+        )
 
 
 def test_serve_rate_caps_uploads_shared_by_concurrent_peers(tmp_path, unique_name):
-    with TuggleCluster(tmp_path, nodes=4, settings={"relay": "store-and-forward"},
-                       per_node={"node1": {"serve_rate": "2MiB"}}) as c:
+    with TuggleCluster(
+        tmp_path, nodes=4, settings={"relay": "store-and-forward"}, per_node={"node1": {"serve_rate": "2MiB"}}
+    ) as c:
         names = [unique_name() for _ in range(3)]
         for n in names:
             c[0].put(n, os.urandom(2 * MiB))

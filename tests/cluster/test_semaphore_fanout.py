@@ -33,8 +33,10 @@ def test_at_most_three_concurrent_fetches_per_source(tmp_path):
         w = threading.Thread(target=watch, daemon=True)
         w.start()
         results = {}
-        threads = [threading.Thread(target=lambda a=a: results.__setitem__(a.name, a.get(name, timeout=120).content))
-                   for a in c.agents[1:]]
+        threads = [
+            threading.Thread(target=lambda a=a: results.__setitem__(a.name, a.get(name, timeout=120).content))
+            for a in c.agents[1:]
+        ]
         for t in threads:
             t.start()
         for t in threads:

@@ -25,15 +25,27 @@ def watch_cluster3(tmp_path_factory):
     work = tmp_path_factory.mktemp("watches")
     py = sys.executable
     hooks = {
-        "pre_download": [{"command": [py, str(HOOK / "veto.py")], "match": "veto-*", "timeout": "10s"},
-                         {"command": [py, str(HOOK / "flaky.py"), str(work)], "match": "flaky-*", "timeout": "10s"}],
-        "post_download": [{"command": [py, str(HOOK / "record_env.py"), str(work / "hook-env.jsonl")], "timeout": "10s"},
-                          {"command": [py, str(HOOK / "fail.py")], "match": "postfail-*", "timeout": "10s"}],
-        "post_delete": [{"command": [py, str(HOOK / "record_env.py"), str(work / "hook-delete.jsonl")], "timeout": "10s"}],
+        "pre_download": [
+            {"command": [py, str(HOOK / "veto.py")], "match": "veto-*", "timeout": "10s"},
+            {"command": [py, str(HOOK / "flaky.py"), str(work)], "match": "flaky-*", "timeout": "10s"},
+        ],
+        "post_download": [
+            {"command": [py, str(HOOK / "record_env.py"), str(work / "hook-env.jsonl")], "timeout": "10s"},
+            {"command": [py, str(HOOK / "fail.py")], "match": "postfail-*", "timeout": "10s"},
+        ],
+        "post_delete": [
+            {"command": [py, str(HOOK / "record_env.py"), str(work / "hook-delete.jsonl")], "timeout": "10s"}
+        ],
     }
-    with TuggleCluster(work, nodes=3, watches=True, per_node={
+    with TuggleCluster(
+        work,
+        nodes=3,
+        watches=True,
+        per_node={
             "node2": {"hooks": hooks, "post_download_failure": "keep"},
-            "node3": {"fetch_rate": "4MiB", "hooks": hooks, "post_download_failure": "discard"}}) as c:
+            "node3": {"fetch_rate": "4MiB", "hooks": hooks, "post_download_failure": "discard"},
+        },
+    ) as c:
         yield c
 
 
@@ -113,13 +125,19 @@ def test_event_redelivered_after_reload_acts_once(watch_cluster3, unique_name):
     name = unique_name()
     body = os.urandom(50_000)
     watch_cluster3[0].put(name + "?sync", body)
-    wait_until(lambda: f"prefetch of {name}" in n2.log() and "acting on FETCH" in n2.log(), 20,
-               what="node2 to act on the FETCH event")
+    wait_until(
+        lambda: f"prefetch of {name}" in n2.log() and "acting on FETCH" in n2.log(),
+        20,
+        what="node2 to act on the FETCH event",
+    )
     before = n2.log().count("acting on FETCH")
     skipped_before = n2.log().count("skipping FETCH")
     watch_cluster3.dev.reload("node2")
-    wait_until(lambda: n2.log().count("skipping FETCH") > skipped_before, 20,
-               what="the replayed event buffer to reach the node")
+    wait_until(
+        lambda: n2.log().count("skipping FETCH") > skipped_before,
+        20,
+        what="the replayed event buffer to reach the node",
+    )
     assert n2.log().count("acting on FETCH") == before
 
 
@@ -142,13 +160,20 @@ def test_slow_prefetch_does_not_delay_a_delete(watch_cluster3, unique_name):
     n1, _, n3 = watch_cluster3.agents
     name = unique_name()
     n1.put(name + "?sync", os.urandom(24 * MiB))  # 6 s at node3's 4 MiB/s
-    wait_until(lambda: any(f["name"] == name and f["verified"] > 0
-                           for f in requests.get(n3.url + "/_tuggle/status").json()["fetching"]), 20,
-               what="node3 fetching")
+    wait_until(
+        lambda: any(
+            f["name"] == name and f["verified"] > 0 for f in requests.get(n3.url + "/_tuggle/status").json()["fetching"]
+        ),
+        20,
+        what="node3 fetching",
+    )
     t0 = time.monotonic()
     assert requests.delete(f"{n1.url}/{name}").status_code == 200
-    wait_until(lambda: not any(f["name"] == name for f in requests.get(n3.url + "/_tuggle/status").json()["fetching"]),
-               5, what="node3 to abandon the fetch")
+    wait_until(
+        lambda: not any(f["name"] == name for f in requests.get(n3.url + "/_tuggle/status").json()["fetching"]),
+        5,
+        what="node3 to abandon the fetch",
+    )
     assert time.monotonic() - t0 < 3.0
     assert not n3.local_file(name).exists()
     assert list((n3.data_dir / ".tmp").glob(f"*{name}*")) == []
@@ -159,18 +184,29 @@ def test_hooks_get_the_documented_environment(watch_cluster3, unique_name):
     body = b"hooked"
     watch_cluster3[0].put(name, body, headers={"Content-Type": "text/plain"})
     assert watch_cluster3[1].get(name).content == body
-    records = wait_until(lambda: [r for r in map(json.loads, (watch_cluster3.workdir / "hook-env.jsonl").read_text()
-                                                 .splitlines()) if r["TUGGLE_NAME"] == name], 10,
-                         what="post_download hook")
+    records = wait_until(
+        lambda: [
+            r
+            for r in map(json.loads, (watch_cluster3.workdir / "hook-env.jsonl").read_text().splitlines())
+            if r["TUGGLE_NAME"] == name
+        ],
+        10,
+        what="post_download hook",
+    )
     env = records[0]
     assert env["TUGGLE_PATH"] == str(watch_cluster3[1].local_file(name))
     assert env["TUGGLE_SIZE"] == "6" and env["TUGGLE_CONTENT_TYPE"] == "text/plain"
     assert env["TUGGLE_SOURCE_NODE"] == "node1" and env["TUGGLE_NODE"] == "node2"
     assert len(env["TUGGLE_ID"]) == 32 and len(env["TUGGLE_SHA256"]) == 64
     requests.delete(f"{watch_cluster3[0].url}/{name}")
-    wait_until(lambda: any(json.loads(line)["TUGGLE_NAME"] == name
-                           for line in (watch_cluster3.workdir / "hook-delete.jsonl").read_text().splitlines()), 10,
-               what="post_delete hook on node2")
+    wait_until(
+        lambda: any(
+            json.loads(line)["TUGGLE_NAME"] == name
+            for line in (watch_cluster3.workdir / "hook-delete.jsonl").read_text().splitlines()
+        ),
+        10,
+        what="post_delete hook on node2",
+    )
 
 
 def test_vetoing_pre_hook_blocks_the_download(watch_cluster3, unique_name):
@@ -186,10 +222,18 @@ def test_failing_post_hook_follows_policy(watch_cluster3, unique_name):
     watch_cluster3[0].put(name, b"payload")
     assert watch_cluster3[1].get(name).content == b"payload"  # keep
     assert watch_cluster3[2].get(name).content == b"payload"  # discard: the client still got its bytes
-    status2 = wait_until(lambda: [o for o in requests.get(watch_cluster3[1].url + "/_tuggle/status").json()["objects"]
-                                  if o["name"] == name and o["status"].get("post_download")], 10,
-                         what="status")
-    assert status2[0]["status"]["post_download"] == "failed" and "exited 3" in status2[0]["status"]["post_download_error"]
+    status2 = wait_until(
+        lambda: [
+            o
+            for o in requests.get(watch_cluster3[1].url + "/_tuggle/status").json()["objects"]
+            if o["name"] == name and o["status"].get("post_download")
+        ],
+        10,
+        what="status",
+    )
+    assert (
+        status2[0]["status"]["post_download"] == "failed" and "exited 3" in status2[0]["status"]["post_download_error"]
+    )
     wait_until(lambda: not watch_cluster3[2].local_file(name).exists(), 10, what="node3 to discard")
     wait_until(lambda: watch_cluster3.holders(name) == {"node1", "node2"}, 10, what="node3 not advertising")
 
@@ -197,8 +241,13 @@ def test_failing_post_hook_follows_policy(watch_cluster3, unique_name):
 @pytest.mark.parametrize("stdin", ["not json", '{"Key": "x"}', "[1, 2]", '[{"foo": 1}]'])
 def test_malformed_stdin_is_refused_and_changes_nothing(watch_cluster3, stdin):
     before = sorted(p.name for p in watch_cluster3[0].data_dir.iterdir())
-    p = subprocess.run(agent_command("handle-event", "--config", str(watch_cluster3[0].config_path)),
-                       input=stdin, capture_output=True, text=True, timeout=30)
+    p = subprocess.run(
+        agent_command("handle-event", "--config", str(watch_cluster3[0].config_path)),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert p.returncode != 0
     assert "not a Consul watch result" in p.stderr and "Nothing was changed" in p.stderr
     assert sorted(p.name for p in watch_cluster3[0].data_dir.iterdir()) == before

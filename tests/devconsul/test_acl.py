@@ -48,7 +48,9 @@ def make_token(master: consul.Consul, rules: dict, name: str = "tuggle") -> str:
 
 def raw(cluster, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
     headers = {"X-Consul-Token": token} if token else {}
-    return requests.request(method, f"http://{cluster.node('node1').http_addr}{path}", headers=headers, timeout=5, **kwargs)
+    return requests.request(
+        method, f"http://{cluster.node('node1').http_addr}{path}", headers=headers, timeout=5, **kwargs
+    )
 
 
 def denied(call, *args, **kwargs) -> str:
@@ -91,7 +93,9 @@ def test_hidden_prefix_reads_as_404_but_its_keys_are_403(acl_cluster, master):
     assert message.startswith("Permission denied: token with AccessorID '") and message.endswith(
         "' lacks permission 'key:read' on \"secret/a\""
     )
-    assert "lacks permission 'key:read' on \"secret/missing\"" in denied(c.kv.get, "secret/missing")  # existence leaks nothing
+    assert "lacks permission 'key:read' on \"secret/missing\"" in denied(
+        c.kv.get, "secret/missing"
+    )  # existence leaks nothing
     assert "lacks permission 'key:write' on \"secret/a\"" in denied(c.kv.put, "secret/a", b"x")
     assert "'key:write' on \"secret/a\"" in denied(c.kv.delete, "secret/a")
     assert [e["Key"] for e in c.kv.get("", recurse=True)[1]] == ["tuggle/a"]  # the rest is filtered out
@@ -226,7 +230,9 @@ def test_policy_and_token_crud(acl_cluster, master):
     )
     assert token["Policies"] == [{"ID": policy["ID"], "Name": "kv-read"}]
     assert master.acl.token.read(token["AccessorID"])["Description"] == "reader"
-    assert acl_cluster.consul("node1", token=token["SecretID"]).acl.token.read_self()["AccessorID"] == token["AccessorID"]
+    assert (
+        acl_cluster.consul("node1", token=token["SecretID"]).acl.token.read_self()["AccessorID"] == token["AccessorID"]
+    )
     assert [t["AccessorID"] for t in master.acl.token.list(policy=policy["ID"])] == [token["AccessorID"]]
     clone = master.acl.token.clone(token["AccessorID"], description="copy")
     assert clone["Policies"] == token["Policies"] and clone["SecretID"] != token["SecretID"]
@@ -251,7 +257,9 @@ def test_policy_rules_in_hcl(acl_cluster, master):
     c = acl_cluster.consul("node1", token=master.acl.token.create(policies_name=["hcl"])["SecretID"])
     assert c.kv.put("tuggle/rw", b"x")
     assert "'key:write' on \"tuggle/ro\"" in denied(c.kv.put, "tuggle/ro", b"x")
-    resp = raw(acl_cluster, "PUT", "/v1/acl/policy", MASTER, json={"Name": "bad", "Rules": 'key "x" { policy = "all" }'})
+    resp = raw(
+        acl_cluster, "PUT", "/v1/acl/policy", MASTER, json={"Name": "bad", "Rules": 'key "x" { policy = "all" }'}
+    )
     assert resp.status_code == 500 and resp.text.startswith("Invalid key policy")
 
 

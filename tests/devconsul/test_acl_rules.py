@@ -56,7 +56,11 @@ def test_no_rule_is_default_not_deny():
 
 def test_json_rules_parse_like_hcl():
     as_json = json.dumps(
-        {"key_prefix": {"tuggle/": {"policy": "write"}}, "service": [{"tuggle": {"policy": "write"}}], "operator": "read"}
+        {
+            "key_prefix": {"tuggle/": {"policy": "write"}},
+            "service": [{"tuggle": {"policy": "write"}}],
+            "operator": "read",
+        }
     )
     a = authorizer(as_json)
     assert a.decide("key", "tuggle/x", WRITE) is True

@@ -175,7 +175,13 @@ def test_check_stops_with_its_node(dev_cluster, endpoint):
 
 
 def test_success_before_passing_and_failures_before_critical(c, endpoint, base_url):
-    check = {"Name": "gated", "HTTP": endpoint.url, "Interval": "50ms", "SuccessBeforePassing": 3, "FailuresBeforeCritical": 3}
+    check = {
+        "Name": "gated",
+        "HTTP": endpoint.url,
+        "Interval": "50ms",
+        "SuccessBeforePassing": 3,
+        "FailuresBeforeCritical": 3,
+    }
     requests.put(f"{base_url}/v1/agent/check/register", json=check).raise_for_status()
     wait_until(lambda: _status(c, "gated") == "passing")
     assert len(endpoint.requests) >= 3

@@ -160,7 +160,10 @@ def test_catalog_endpoints(dev_cluster, c):
     assert [n["Node"] for n in c.catalog.nodes()[1]] == ["node1", "node2", "node3"]
     assert c.catalog.services()[1] == {"consul": [], "web": ["v1", "v2"]}
     rows = c.catalog.service("web")[1]
-    assert [(r["Node"], r["ServicePort"], r["ServiceTags"]) for r in rows] == [("node1", 80, ["v1"]), ("node2", 81, ["v2"])]
+    assert [(r["Node"], r["ServicePort"], r["ServiceTags"]) for r in rows] == [
+        ("node1", 80, ["v1"]),
+        ("node2", 81, ["v2"]),
+    ]
     assert [r["Node"] for r in c.catalog.service("web", tag="v2")[1]] == ["node2"]
     node = c.catalog.node("node1")[1]
     assert set(node["Services"]) == {"consul", "web"} and node["Node"]["Node"] == "node1"

@@ -77,7 +77,9 @@ def imports_of(module: str, path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = _resolve(module, path, node)
             # `from . import kv` imports the module kv; `from .kv import KV` imports kv.
-            names = [f"{base}.{alias.name}" if _local(f"{base}.{alias.name}") is not None else base for alias in node.names]
+            names = [
+                f"{base}.{alias.name}" if _local(f"{base}.{alias.name}") is not None else base for alias in node.names
+            ]
         else:
             continue
         found.update(local for name in names if (local := _local(name)) is not None)
@@ -107,7 +109,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         on_stack.add(node)
         for dep in sorted(graph.get(node, ())):
             if dep in on_stack:
-                return [*stack[stack.index(dep):], dep]
+                return [*stack[stack.index(dep) :], dep]
             if dep not in done and (cycle := visit(dep)):
                 return cycle
         stack.pop()

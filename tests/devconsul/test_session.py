@@ -14,8 +14,10 @@ from .helpers import Blocked
 
 
 def _create(base_url: str, body: dict | None = None) -> requests.Response:
-    return requests.put(f"{base_url}/v1/session/create", json=body) if body is not None else requests.put(
-        f"{base_url}/v1/session/create"
+    return (
+        requests.put(f"{base_url}/v1/session/create", json=body)
+        if body is not None
+        else requests.put(f"{base_url}/v1/session/create")
     )
 
 

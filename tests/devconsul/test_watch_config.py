@@ -28,7 +28,10 @@ OK_ARGS = {"args": ["/bin/true"]}
         ({"type": "event", "args": ["a", 1]}, "Watch args must be a list of strings"),
         ({"type": "event", "handler": ["a"]}, "Watch handler must be a string"),
         ({"type": "event", "stale": True, **OK_ARGS}, "Invalid parameters: [stale]"),
-        ({"type": "keyprefix", "prefix": "p", "Prefix": "q", "extra": 1, **OK_ARGS}, "Invalid parameters: [Prefix extra]"),
+        (
+            {"type": "keyprefix", "prefix": "p", "Prefix": "q", "extra": 1, **OK_ARGS},
+            "Invalid parameters: [Prefix extra]",
+        ),
         ({"type": "event", "handler_type": "http"}, "Handler type 'http' requires 'http_handler_config' to be set"),
         ({"type": "event", "handler_type": "http", "http_handler_config": {}}, "Requires 'path' to be set"),
         (

@@ -138,7 +138,10 @@ def test_http_handler_posts_the_payload(tmp_path, make_cluster):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         config = {"path": f"http://127.0.0.1:{server.server_port}/hook", "method": "PUT", "header": {"X-Team": ["ops"]}}
-        cfg = write_config(tmp_path / "cfg", {"type": "keyprefix", "prefix": "h/", "handler_type": "http", "http_handler_config": config})
+        cfg = write_config(
+            tmp_path / "cfg",
+            {"type": "keyprefix", "prefix": "h/", "handler_type": "http", "http_handler_config": config},
+        )
         cluster = make_cluster(nodes=1, config_dirs=[cfg])
         wait_until(lambda: received)
         cluster.consul("node1").kv.put("h/x", "1")
@@ -194,7 +197,9 @@ def test_stopping_a_node_ends_handler_process_groups(tmp_path, make_cluster, how
     script.chmod(0o755)
     cfg = write_config(tmp_path / "cfg", {"type": "key", "key": "k", "args": [str(script), str(tmp_path)]})
     cluster = make_cluster(nodes=1, config_dirs=[cfg])
-    pids = [int(p) for p in wait_until(lambda: (tmp_path / "pids").exists() and (tmp_path / "pids").read_text().split())]
+    pids = [
+        int(p) for p in wait_until(lambda: (tmp_path / "pids").exists() and (tmp_path / "pids").read_text().split())
+    ]
     assert all(_alive(p) for p in pids)
     started = time.monotonic()
     getattr(cluster, how)("node1")
@@ -208,7 +213,9 @@ def test_cluster_stop_ends_handlers(tmp_path, make_cluster):
     script.chmod(0o755)
     cfg = write_config(tmp_path / "cfg", {"type": "key", "key": "k", "args": [str(script), str(tmp_path)]})
     cluster = make_cluster(nodes=1, config_dirs=[cfg])
-    pids = [int(p) for p in wait_until(lambda: (tmp_path / "pids").exists() and (tmp_path / "pids").read_text().split())]
+    pids = [
+        int(p) for p in wait_until(lambda: (tmp_path / "pids").exists() and (tmp_path / "pids").read_text().split())
+    ]
     cluster.stop()
     wait_until(lambda: not any(_alive(p) for p in pids), timeout=3)
     assert os.path.exists(tmp_path / "pids")

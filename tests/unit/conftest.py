@@ -11,7 +11,9 @@ import pytest
 @pytest.fixture(autouse=True)
 def no_processes_or_sockets(monkeypatch):
     def refuse(*args, **kwargs):
-        raise AssertionError("tests/unit is for pure logic: a test that starts processes or opens sockets "
-                             "belongs in tests/cluster/")
+        raise AssertionError(
+            "tests/unit is for pure logic: a test that starts processes or opens sockets belongs in tests/cluster/"
+        )
+
     monkeypatch.setattr(socket, "socket", refuse)
     monkeypatch.setattr(subprocess, "Popen", refuse)

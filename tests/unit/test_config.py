@@ -35,16 +35,19 @@ def test_sizes_rates_durations():
         parse_duration("10 minutes")
 
 
-@pytest.mark.parametrize("yaml_text,key", [
-    ("port: 99999\n", "port"),
-    ("fetch_rate: quick\n", "fetch_rate"),
-    ("fetch_timeout: soon\n", "fetch_timeout"),
-    ("post_download_failure: shrug\n", "post_download_failure"),
-    ("write_allow: [not-an-ip]\n", "write_allow"),
-    ("hooks: {pre_download: [{command: []}]}\n", "hooks"),
-    ("hooks: {on_coffee: []}\n", "hooks"),
-    ("fetchrate: 5MB\n", "fetchrate"),
-])
+@pytest.mark.parametrize(
+    "yaml_text,key",
+    [
+        ("port: 99999\n", "port"),
+        ("fetch_rate: quick\n", "fetch_rate"),
+        ("fetch_timeout: soon\n", "fetch_timeout"),
+        ("post_download_failure: shrug\n", "post_download_failure"),
+        ("write_allow: [not-an-ip]\n", "write_allow"),
+        ("hooks: {pre_download: [{command: []}]}\n", "hooks"),
+        ("hooks: {on_coffee: []}\n", "hooks"),
+        ("fetchrate: 5MB\n", "fetchrate"),
+    ],
+)
 def test_bad_values_name_the_key(tmp_path, yaml_text, key):
     p = tmp_path / "c.yaml"
     p.write_text(yaml_text)

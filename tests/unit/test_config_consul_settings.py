@@ -21,22 +21,40 @@ def conf(tmp_path, yaml_text: str = "", env: dict | None = None, **overrides):
 
 
 # -- addresses ----------------------------------------------------------------
-@pytest.mark.parametrize("address,expected", [
-    ("127.0.0.1:8500", (None, "127.0.0.1", 8500)),
-    ("consul.service.internal:8501", (None, "consul.service.internal", 8501)),
-    ("http://localhost:8500", ("http", "localhost", 8500)),
-    ("https://10.0.0.1:8501/", ("https", "10.0.0.1", 8501)),
-    ("[::1]:8500", (None, "::1", 8500)),
-    ("https://[fe80::1]:1", ("https", "fe80::1", 1)),
-])
+@pytest.mark.parametrize(
+    "address,expected",
+    [
+        ("127.0.0.1:8500", (None, "127.0.0.1", 8500)),
+        ("consul.service.internal:8501", (None, "consul.service.internal", 8501)),
+        ("http://localhost:8500", ("http", "localhost", 8500)),
+        ("https://10.0.0.1:8501/", ("https", "10.0.0.1", 8501)),
+        ("[::1]:8500", (None, "::1", 8500)),
+        ("https://[fe80::1]:1", ("https", "fe80::1", 1)),
+    ],
+)
 def test_consul_addresses_accepted(address, expected):
     assert parse_consul_address(address) == expected
 
 
-@pytest.mark.parametrize("address", [
-    "localhost", "127.0.0.1", "host:0", "host:65536", "host:99999", "host:port", "ftp://h:1", "http://h:1/prefix",
-    "http://:8500", "::1:8500", "[not-ipv6]:1", "bad host:1", "300.1.2.3:8500", "http//h:1",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "localhost",
+        "127.0.0.1",
+        "host:0",
+        "host:65536",
+        "host:99999",
+        "host:port",
+        "ftp://h:1",
+        "http://h:1/prefix",
+        "http://:8500",
+        "::1:8500",
+        "[not-ipv6]:1",
+        "bad host:1",
+        "300.1.2.3:8500",
+        "http//h:1",
+    ],
+)
 def test_bad_consul_addresses_name_the_key(tmp_path, address):
     with pytest.raises(ConfigError, match=r"consul\.address"):
         conf(tmp_path, f"consul: {{address: '{address}'}}\n")
@@ -89,8 +107,12 @@ def test_flags_map_to_settings_and_beat_environment(tmp_path, monkeypatch):
     (tmp_path / "envtok").write_text("env-token")
     monkeypatch.setenv("CONSUL_HTTP_TOKEN_FILE", str(tmp_path / "envtok"))
     monkeypatch.setenv("CONSUL_HTTP_ADDR", "env:1")
-    cfg = load_from_flags(str(write(tmp_path, f"data_dir: {tmp_path / 'd'}\n")), consul_address="flag:2",
-                          consul_token_file=str(tmp_path / "tok"), port=None)
+    cfg = load_from_flags(
+        str(write(tmp_path, f"data_dir: {tmp_path / 'd'}\n")),
+        consul_address="flag:2",
+        consul_token_file=str(tmp_path / "tok"),
+        port=None,
+    )
     assert (cfg.consul_address, cfg.consul_token_value) == ("flag:2", "flag-token")
 
 
@@ -100,7 +122,9 @@ def test_scheme_from_address_or_ssl(tmp_path):
     assert conf(tmp_path, env={"CONSUL_HTTP_SSL": "true"}).consul_settings.scheme == "https"
     assert conf(tmp_path, env={"CONSUL_HTTP_ADDR": "https://c:8501"}).consul_settings.scheme == "https"
     # As Consul: an explicit http:// never turns off TLS that was asked for.
-    assert conf(tmp_path, "consul: {ssl: true}\n", {"CONSUL_HTTP_ADDR": "http://c:8501"}).consul_settings.scheme == "https"
+    assert (
+        conf(tmp_path, "consul: {ssl: true}\n", {"CONSUL_HTTP_ADDR": "http://c:8501"}).consul_settings.scheme == "https"
+    )
 
 
 def test_bad_boolean_in_environment_names_key_and_variable(tmp_path):
@@ -112,8 +136,12 @@ def test_bad_boolean_in_environment_names_key_and_variable(tmp_path):
 def test_tls_settings_become_requests_verify_and_cert(tmp_path):
     for name in ("ca.pem", "c.pem", "k.pem"):
         (tmp_path / name).write_text("x")
-    env = {"CONSUL_CACERT": str(tmp_path / "ca.pem"), "CONSUL_CLIENT_CERT": str(tmp_path / "c.pem"),
-           "CONSUL_CLIENT_KEY": str(tmp_path / "k.pem"), "CONSUL_HTTP_ADDR": "https://[::1]:8501"}
+    env = {
+        "CONSUL_CACERT": str(tmp_path / "ca.pem"),
+        "CONSUL_CLIENT_CERT": str(tmp_path / "c.pem"),
+        "CONSUL_CLIENT_KEY": str(tmp_path / "k.pem"),
+        "CONSUL_HTTP_ADDR": "https://[::1]:8501",
+    }
     s = conf(tmp_path, env=env).consul_settings
     assert (s.verify, s.cert) == (str(tmp_path / "ca.pem"), (str(tmp_path / "c.pem"), str(tmp_path / "k.pem")))
     assert s.base_url == "https://[::1]:8501"
@@ -146,12 +174,15 @@ def test_write_token_value(tmp_path):
     assert "from-file" not in repr(cfg) and "s3cret" not in repr(conf(tmp_path, "write_token: s3cret\n"))
 
 
-@pytest.mark.parametrize("yaml_text,match", [
-    ("write_token: a\nwrite_token_file: /x\n", "not both"),
-    ("write_token_file: {dir}/missing\n", "write_token_file.*cannot read"),
-    ("write_token_file: {dir}/empty\n", "write_token_file.*empty"),
-    ("write_token: 'has space'\n", "write_token"),
-])
+@pytest.mark.parametrize(
+    "yaml_text,match",
+    [
+        ("write_token: a\nwrite_token_file: /x\n", "not both"),
+        ("write_token_file: {dir}/missing\n", "write_token_file.*cannot read"),
+        ("write_token_file: {dir}/empty\n", "write_token_file.*empty"),
+        ("write_token: 'has space'\n", "write_token"),
+    ],
+)
 def test_bad_write_tokens_refused(tmp_path, yaml_text, match):
     (tmp_path / "empty").write_text("  \n")
     with pytest.raises(ConfigError, match=match):
@@ -159,21 +190,24 @@ def test_bad_write_tokens_refused(tmp_path, yaml_text, match):
 
 
 # -- values that used to give tracebacks ------------------------------------------
-@pytest.mark.parametrize("yaml_text,key", [
-    ("fetch_timeout: .nan\n", "fetch_timeout"),
-    ("fetch_timeout: .inf\n", "fetch_timeout"),
-    ("stall_timeout: -.inf\n", "stall_timeout"),
-    ("check_interval: 1e300\n", "check_interval"),
-    ("max_upload_size: .inf\n", "max_upload_size"),
-    ("max_upload_size: .nan\n", "max_upload_size"),
-    ("max_upload_size: 16PiB\n", "max_upload_size"),
-    ("fetch_rate: .inf\n", "fetch_rate"),
-    ("hooks: {pre_download: [{command: [x], timeout: .nan}]}\n", "hooks"),
-    ("bind: 'not a host!'\n", "bind"),
-    ("bind: 999.1.1.1\n", "bind"),
-    ("bind: [127.0.0.1]\n", "bind"),
-    ("advertise_address: 'a b'\n", "advertise_address"),
-])
+@pytest.mark.parametrize(
+    "yaml_text,key",
+    [
+        ("fetch_timeout: .nan\n", "fetch_timeout"),
+        ("fetch_timeout: .inf\n", "fetch_timeout"),
+        ("stall_timeout: -.inf\n", "stall_timeout"),
+        ("check_interval: 1e300\n", "check_interval"),
+        ("max_upload_size: .inf\n", "max_upload_size"),
+        ("max_upload_size: .nan\n", "max_upload_size"),
+        ("max_upload_size: 16PiB\n", "max_upload_size"),
+        ("fetch_rate: .inf\n", "fetch_rate"),
+        ("hooks: {pre_download: [{command: [x], timeout: .nan}]}\n", "hooks"),
+        ("bind: 'not a host!'\n", "bind"),
+        ("bind: 999.1.1.1\n", "bind"),
+        ("bind: [127.0.0.1]\n", "bind"),
+        ("advertise_address: 'a b'\n", "advertise_address"),
+    ],
+)
 def test_former_tracebacks_are_config_errors_naming_the_key(tmp_path, yaml_text, key):
     with pytest.raises(ConfigError, match=key):
         conf(tmp_path, yaml_text)

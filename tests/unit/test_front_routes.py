@@ -83,11 +83,23 @@ def call(node, method, path, addr="127.0.0.1", **kw):
     return client(node).open(path, method=method, environ_overrides={"REMOTE_ADDR": addr}, **kw)
 
 
-@pytest.mark.parametrize("exc,status", [
-    (NotFound("x"), 404), (Deleted("x"), 404), (Exists("x"), 409), (Invalid("x"), 400), (BadName("x"), 400),
-    (FetchOnly("x"), 405), (TooLarge("x"), 413), (NoSpace("x"), 507), (NoHolder("x"), 503),
-    (Unavailable("x"), 503), (BadSources("x"), 502), (TimedOut("x"), 504),
-])
+@pytest.mark.parametrize(
+    "exc,status",
+    [
+        (NotFound("x"), 404),
+        (Deleted("x"), 404),
+        (Exists("x"), 409),
+        (Invalid("x"), 400),
+        (BadName("x"), 400),
+        (FetchOnly("x"), 405),
+        (TooLarge("x"), 413),
+        (NoSpace("x"), 507),
+        (NoHolder("x"), 503),
+        (Unavailable("x"), 503),
+        (BadSources("x"), 502),
+        (TimedOut("x"), 504),
+    ],
+)
 def test_error_table(exc, status):
     assert status_of(exc) == status
 

@@ -23,8 +23,14 @@ KEY = "tuggle/a.txt"
 
 
 def good(**changes) -> dict:
-    d = ObjectMeta(name="a.txt", size=5, sha256=SHA, content_type="text/plain",
-                   created_at="2026-11-27T05:05:57.977770Z", version="66edb7ad313f4d838306966279062b28").to_dict()
+    d = ObjectMeta(
+        name="a.txt",
+        size=5,
+        sha256=SHA,
+        content_type="text/plain",
+        created_at="2026-11-27T05:05:57.977770Z",
+        version="66edb7ad313f4d838306966279062b28",
+    ).to_dict()
     if "name" in changes:
         del d["id"]  # the id follows the name (md5); tests of a planted id set it explicitly
     d.update(changes)
@@ -45,8 +51,17 @@ def refused(d, field, key=KEY):
 
 def test_round_trip_keeps_go_field_names_and_order():
     meta = ObjectMeta.from_entry(entry(good()))
-    assert list(json.loads(meta.to_json())) == ["id", "name", "content_type", "size", "created_at",
-                                                "sha256", "version", "piece_size", "sync"]
+    assert list(json.loads(meta.to_json())) == [
+        "id",
+        "name",
+        "content_type",
+        "size",
+        "created_at",
+        "sha256",
+        "version",
+        "piece_size",
+        "sync",
+    ]
     assert ObjectMeta.from_json(meta.to_json(), KEY) == meta
     assert meta.last_modified == "Fri, 27 Nov 2026 05:05:57 GMT"
 
@@ -102,8 +117,9 @@ def test_versions_accepted(version):
 
 
 # -- piece size ---------------------------------------------------------------
-@pytest.mark.parametrize("piece", [-1, 0, 1, MIN_PIECE // 2, MIN_PIECE + 1, 3 * MIN_PIECE, MAX_PIECE * 2,
-                                   float(MIN_PIECE), True, "65536"])
+@pytest.mark.parametrize(
+    "piece", [-1, 0, 1, MIN_PIECE // 2, MIN_PIECE + 1, 3 * MIN_PIECE, MAX_PIECE * 2, float(MIN_PIECE), True, "65536"]
+)
 def test_bad_piece_sizes_refused(piece):
     # piece_size -1 made a fetch thread grow to 1.9 GiB.
     refused(good(piece_size=piece), "piece_size")
@@ -131,8 +147,18 @@ def test_missing_content_type_defaults():
     assert ObjectMeta.from_entry(entry(good(content_type=None))).content_type == "application/octet-stream"
 
 
-@pytest.mark.parametrize("ts", ["yesterday", "2026-02-30T00:00:00Z", "2026-11-27 05:05:57Z", "20261127T050557Z",
-                                "2026-11-27T05:05:57", 1764220000, None])
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "yesterday",
+        "2026-02-30T00:00:00Z",
+        "2026-11-27 05:05:57Z",
+        "20261127T050557Z",
+        "2026-11-27T05:05:57",
+        1764220000,
+        None,
+    ],
+)
 def test_bad_timestamps_refused(ts):
     refused(good(created_at=ts), "created_at")
 
@@ -150,16 +176,19 @@ def test_sync_accepted():
     assert ObjectMeta.from_entry(entry(good(sync=None))).sync is None
 
 
-@pytest.mark.parametrize("sync,field", [
-    ({"node": "("}, "sync"),                   # the reported attack: every reconcile failed
-    ({"node": r"(a)\1"}, "sync"),              # Perl-only syntax
-    ({"tag": "gpu"}, "sync"),                  # tag without service
-    ({"node": 5}, "sync.node"),
-    ({"node": "x", "shell": "rm"}, "sync"),
-    ({"requested_at": "x" * 65}, "sync.requested_at"),
-    ("node1", "sync"),
-    ([], "sync"),
-])
+@pytest.mark.parametrize(
+    "sync,field",
+    [
+        ({"node": "("}, "sync"),  # the reported attack: every reconcile failed
+        ({"node": r"(a)\1"}, "sync"),  # Perl-only syntax
+        ({"tag": "gpu"}, "sync"),  # tag without service
+        ({"node": 5}, "sync.node"),
+        ({"node": "x", "shell": "rm"}, "sync"),
+        ({"requested_at": "x" * 65}, "sync.requested_at"),
+        ("node1", "sync"),
+        ([], "sync"),
+    ],
+)
 def test_bad_sync_refused(sync, field):
     refused(good(sync=sync), field)
 
@@ -233,15 +262,18 @@ def test_piece_list_counts_must_match_the_size():
         PieceList.from_json(pieces_json(piece_size=2 * MIN_PIECE), meta)
 
 
-@pytest.mark.parametrize("raw,field", [
-    (pieces_json(piece_size=-1), "piece_size"),
-    (pieces_json(digests=[]), "sha256"),
-    (pieces_json(digests=["zz"]), "sha256[0]"),
-    (pieces_json(digests=[SHA, 5]), "sha256[1]"),
-    (b'{"piece_size": 65536, "sha256": "' + SHA.encode() + b'"}', "sha256"),
-    (b"nope", "JSON"),
-    (json.dumps({"piece_size": MIN_PIECE, "sha256": [SHA] * 8000}).encode(), "limit"),
-])
+@pytest.mark.parametrize(
+    "raw,field",
+    [
+        (pieces_json(piece_size=-1), "piece_size"),
+        (pieces_json(digests=[]), "sha256"),
+        (pieces_json(digests=["zz"]), "sha256[0]"),
+        (pieces_json(digests=[SHA, 5]), "sha256[1]"),
+        (b'{"piece_size": 65536, "sha256": "' + SHA.encode() + b'"}', "sha256"),
+        (b"nope", "JSON"),
+        (json.dumps({"piece_size": MIN_PIECE, "sha256": [SHA] * 8000}).encode(), "limit"),
+    ],
+)
 def test_bad_piece_lists_refused(raw, field):
     with pytest.raises(BadMetadata, match=field.replace("[", r"\[").replace("]", r"\]")):
         PieceList.from_json(raw, key="tuggle.pieces/a.txt/v")

@@ -26,7 +26,7 @@ def test_good_bytes_verify_in_any_chunking(size, chunk):
     v = Verifier(meta, pieces)
     seen = []
     for i in range(0, size, chunk):
-        v.feed(body[i:i + chunk])
+        v.feed(body[i : i + chunk])
         seen.append(v.verified)
     v.finish_empty()
     assert v.complete and v.verified == size
@@ -36,17 +36,17 @@ def test_good_bytes_verify_in_any_chunking(size, chunk):
 def test_a_bad_piece_is_caught_before_it_counts_and_rewind_resumes():
     body = os.urandom(5 * 4096)
     meta, pieces = make(body, 4096)
-    bad = body[:2 * 4096] + b"\0" * 10 + body[2 * 4096 + 10:]
+    bad = body[: 2 * 4096] + b"\0" * 10 + body[2 * 4096 + 10 :]
     v = Verifier(meta, pieces)
     f = io.BytesIO()
     with pytest.raises(PieceMismatch, match="piece 2"):
         for i in range(0, len(bad), 3000):
-            f.write(bad[i:i + 3000])
-            v.feed(bad[i:i + 3000])
+            f.write(bad[i : i + 3000])
+            v.feed(bad[i : i + 3000])
     assert v.verified == 2 * 4096
     v.rewind(f)
-    assert f.getvalue() == body[:2 * 4096] and v.received == 2 * 4096
-    rest = body[v.received:]
+    assert f.getvalue() == body[: 2 * 4096] and v.received == 2 * 4096
+    rest = body[v.received :]
     f.write(rest)
     v.feed(rest)
     assert v.complete and f.getvalue() == body

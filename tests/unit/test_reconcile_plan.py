@@ -16,8 +16,9 @@ def copy(name: str, version: str = "v1", sha: str = SHA) -> LocalCopy:
 
 
 def run(local=(), metas=(), tombstones=(), fetching=None, before=None, applies=lambda s: True):
-    return plan({c.name: c for c in local}, {m.name: m for m in metas}, set(tombstones),
-                fetching or {}, before or {}, applies)
+    return plan(
+        {c.name: c for c in local}, {m.name: m for m in metas}, set(tombstones), fetching or {}, before or {}, applies
+    )
 
 
 def test_copy_matching_kv_is_kept():
@@ -72,9 +73,13 @@ def test_held_sync_target_is_not_prefetched_but_replaced_version_is():
 
 def test_fetch_is_cancelled_only_on_evidence_and_only_if_older_than_the_listing():
     metas = [meta("a", "v2"), meta("c", "v1")]
-    p = run([], metas, tombstones=[("d", "v1")],
-            fetching={"a": "v1", "b": "v1", "c": "v1", "d": "v1", "e": "v9"},
-            before={"a": "v1", "b": "v1", "c": "v1", "d": "v1"})
+    p = run(
+        [],
+        metas,
+        tombstones=[("d", "v1")],
+        fetching={"a": "v1", "b": "v1", "c": "v1", "d": "v1", "e": "v9"},
+        before={"a": "v1", "b": "v1", "c": "v1", "d": "v1"},
+    )
     # a: KV moved on; d: tombstoned; b: merely missing (kept going); c: current; e: younger than the listing
     assert sorted(n for n, _ in p.cancel) == ["a", "d"]
 

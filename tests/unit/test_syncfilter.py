@@ -41,17 +41,20 @@ def test_catastrophic_pattern_is_linear_time():
     assert time.monotonic() - start < 1.0
 
 
-@pytest.mark.parametrize("pattern", [
-    r"(a)\1",      # backreference
-    "(?=a)b",      # lookahead
-    "(?<=a)b",     # lookbehind
-    "(?!a)b",      # negative lookahead
-    "a++",         # possessive repeat
-    r"\Z",         # Perl's end of string; Go has only \z
-    r"\C",         # RE2 accepts "any byte", Go does not
-    "(",           # unbalanced
-    "a{1001}",     # repeat count above Go's 1000
-])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"(a)\1",  # backreference
+        "(?=a)b",  # lookahead
+        "(?<=a)b",  # lookbehind
+        "(?!a)b",  # negative lookahead
+        "a++",  # possessive repeat
+        r"\Z",  # Perl's end of string; Go has only \z
+        r"\C",  # RE2 accepts "any byte", Go does not
+        "(",  # unbalanced
+        "a{1001}",  # repeat count above Go's 1000
+    ],
+)
 def test_perl_only_and_invalid_syntax_refused(pattern):
     with pytest.raises(BadFilter, match="node"):
         check(pattern, "", "")

@@ -19,6 +19,7 @@ def refused_until(calls: int):
         if len(made) < calls:
             raise ConnectionError("refused")
         return True
+
     return pred
 
 

@@ -40,14 +40,19 @@ def test_shipped_consul_d_is_valid_and_current():
     assert set(data) == {"watches"}
     for w in data["watches"]:
         validate_watch(w)
-    assert {(w["type"], w.get("prefix") or w.get("name")) for w in data["watches"]} == {("keyprefix", "tuggle/"), ("event", "tuggle")}
+    assert {(w["type"], w.get("prefix") or w.get("name")) for w in data["watches"]} == {
+        ("keyprefix", "tuggle/"),
+        ("event", "tuggle"),
+    }
     assert data == render(load_config(None, env={}), "/etc/tuggle-agent/tuggle.yaml", "/usr/local/bin/tuggle-agent")
 
 
 def test_install_watches_renders_for_the_node(tmp_path):
     cfg = tmp_path / "t.yaml"
     cfg.write_text("namespace: deploy\nport: 9911\n")
-    r = CliRunner().invoke(main, ["install-watches", "--consul-config-dir", str(tmp_path / "consul.d"), "--config", str(cfg)])
+    r = CliRunner().invoke(
+        main, ["install-watches", "--consul-config-dir", str(tmp_path / "consul.d"), "--config", str(cfg)]
+    )
     assert r.exit_code == 0, r.output
     data = json.loads((tmp_path / "consul.d/tuggle-agent-watches.json").read_text())
     for w in data["watches"]:
@@ -60,8 +65,9 @@ def test_install_watches_renders_for_the_node(tmp_path):
 def test_http_handler_watches_are_valid(tmp_path):
     cfg = tmp_path / "t.yaml"
     cfg.write_text("port: 9911\nbind: 127.0.0.1\n")
-    r = CliRunner().invoke(main, ["install-watches", "--consul-config-dir", str(tmp_path / "d"), "--config", str(cfg),
-                                  "--handler", "http"])
+    r = CliRunner().invoke(
+        main, ["install-watches", "--consul-config-dir", str(tmp_path / "d"), "--config", str(cfg), "--handler", "http"]
+    )
     assert r.exit_code == 0, r.output
     for w in json.loads((tmp_path / "d/tuggle-agent-watches.json").read_text())["watches"]:
         validate_watch(w)

@@ -24,8 +24,9 @@ from ..harness import ClusterError, PortsTaken, TuggleCluster, WaitTimeout
 def banner(cluster: TuggleCluster) -> str:
     rows = ["node     tuggle-agent            consul (dev agent)      data"]
     for a in cluster.agents:
-        rows.append(f"{a.name:<8} http://127.0.0.1:{a.port:<6} http://127.0.0.1:{cluster.dev.node(a.name).port:<6} "
-                    f"{a.data_dir}")
+        rows.append(
+            f"{a.name:<8} http://127.0.0.1:{a.port:<6} http://127.0.0.1:{cluster.dev.node(a.name).port:<6} {a.data_dir}"
+        )
     p1, p2 = cluster[0].port, cluster[min(1, cluster.size - 1)].port
     examples = f"""
 Try it:
@@ -56,8 +57,13 @@ def run_until_stopped(cluster: TuggleCluster, stop: threading.Event) -> bool:
 @click.option("--port", default=8900, show_default=True, help="tuggle-agent port of node1 (node i: port+i-1).")
 @click.option("--consul-port", default=8500, show_default=True, help="Dev agent HTTP port of node1 (node i: +i-1).")
 @click.option("--zones", default=1, show_default=True, type=click.IntRange(1, 64), help="Spread nodes over zones.")
-@click.option("--workdir", default=".dev", show_default=True, type=click.Path(file_okay=False),
-              help="Per-node data dirs, configs and logs.")
+@click.option(
+    "--workdir",
+    default=".dev",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Per-node data dirs, configs and logs.",
+)
 def dev_command(nodes, port, consul_port, zones, workdir):
     """Run a local cluster: the embedded Consul dev agent plus one tuggle-agent per node.
 
@@ -72,8 +78,17 @@ def dev_command(nodes, port, consul_port, zones, workdir):
     """
     # Consul's own timings (fast=False), with 2 s checks so a node becomes usable
     # (passing, so a source) within seconds rather than the 10 s default interval.
-    cluster = TuggleCluster(Path(workdir), nodes=nodes, zones=zones, watches=True, port=port,
-                            consul_port=consul_port, fast=False, settings={"check_interval": "2s"}, stop_grace=10)
+    cluster = TuggleCluster(
+        Path(workdir),
+        nodes=nodes,
+        zones=zones,
+        watches=True,
+        port=port,
+        consul_port=consul_port,
+        fast=False,
+        settings={"check_interval": "2s"},
+        stop_grace=10,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())

@@ -33,7 +33,8 @@ def forward(cfg, body: bytes) -> str:
     except OSError as exc:
         raise click.ClickException(
             f"could not reach the local tuggle-agent at http://{host}:{cfg.port} ({exc}); is `tuggle-agent serve` "
-            "running? It reconciles with Consul when it starts, so nothing is lost.") from None
+            "running? It reconciles with Consul when it starts, so nothing is lost."
+        ) from None
     finally:
         conn.close()
     if r.status >= 400:
@@ -50,8 +51,13 @@ def _log_to_data_dir(cfg) -> None:
 
 
 @click.command("handle-event")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="TUGGLE_CONFIG",
-              help="The node's YAML config (the same file `serve` uses).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="TUGGLE_CONFIG",
+    help="The node's YAML config (the same file `serve` uses).",
+)
 def handle_event_command(config_path):
     """Handle a Consul watch's output on stdin (run by Consul, or by hand).
 
@@ -70,7 +76,8 @@ def handle_event_command(config_path):
     except BadInput as exc:
         raise click.ClickException(
             f"stdin is not a Consul watch result ({exc}); expected what a keyprefix or event watch sends. "
-            "Nothing was changed.") from None
+            "Nothing was changed."
+        ) from None
     if kind == "empty":
         return
     log.info("%s watch data handled: %s", kind, forward(cfg, body).replace("\n", " "))

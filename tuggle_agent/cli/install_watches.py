@@ -10,14 +10,28 @@ from .options import load_from_flags
 
 
 @click.command("install-watches")
-@click.option("--consul-config-dir", required=True, type=click.Path(file_okay=False),
-              help="The Consul agent's -config-dir, e.g. /etc/consul.d.")
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="This node's tuggle-agent YAML config; the handlers are run with it.")
+@click.option(
+    "--consul-config-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The Consul agent's -config-dir, e.g. /etc/consul.d.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="This node's tuggle-agent YAML config; the handlers are run with it.",
+)
 @click.option("--reload/--no-reload", default=False, help="Ask the local Consul agent to reload its config.")
-@click.option("--handler", type=click.Choice(HANDLERS), default="script", show_default=True,
-              help="script: Consul runs `tuggle-agent handle-event` per firing; http: Consul POSTs the watch "
-                   "data to this node's tuggle-agent (no process start: faster on busy or small hosts).")
+@click.option(
+    "--handler",
+    type=click.Choice(HANDLERS),
+    default="script",
+    show_default=True,
+    help="script: Consul runs `tuggle-agent handle-event` per firing; http: Consul POSTs the watch "
+    "data to this node's tuggle-agent (no process start: faster on busy or small hosts).",
+)
 def install_watches_command(consul_config_dir, config_path, reload, handler):
     """Install the Consul watches that drive prefetch and delete on this node.
 

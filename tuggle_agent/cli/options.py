@@ -15,22 +15,33 @@ from ..config import ConfigError, load_config
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def config_options(f):
     """Flags shared by the commands that load config/tuggle.yaml; flags beat the file."""
     opts = [
-        click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="TUGGLE_CONFIG",
-                     help="YAML config file (see config/tuggle.yaml for every key)."),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False),
+            envvar="TUGGLE_CONFIG",
+            help="YAML config file (see config/tuggle.yaml for every key).",
+        ),
         click.option("--data-dir", help="Where objects are stored [./data]."),
         click.option("--port", type=int, help="HTTP port [8900]."),
         click.option("--bind", help="Listen address [0.0.0.0]."),
         click.option("--namespace", help="Consul service / KV prefix / event name [tuggle]."),
-        click.option("--consul", "consul_address",
-                     help="Consul agent host:port or http(s)://host:port [CONSUL_HTTP_ADDR or 127.0.0.1:8500]."),
+        click.option(
+            "--consul",
+            "consul_address",
+            help="Consul agent host:port or http(s)://host:port [CONSUL_HTTP_ADDR or 127.0.0.1:8500].",
+        ),
         # Consul's own -token-file, -ca-file, -client-cert, -client-key.  No token
         # flag: a token on the command line is visible to every user in `ps`.
         click.option("--consul-token-file", help="File holding the Consul ACL token [CONSUL_HTTP_TOKEN_FILE]."),
@@ -40,8 +51,12 @@ def config_options(f):
         click.option("--fetch-rate", help="Download cap for the whole node: unlimited, 50MB, 1.5GiB ..."),
         click.option("--serve-rate", help="Upload-to-peers cap for the whole node."),
         click.option("--fetch-timeout", help="Give up a fetch after this long [10m]."),
-        click.option("--fetch-only/--no-fetch-only", "--slave", default=None,
-                     help="Refuse PUT and never advertise as a holder (--slave: Go tuggle's name)."),
+        click.option(
+            "--fetch-only/--no-fetch-only",
+            "--slave",
+            default=None,
+            help="Refuse PUT and never advertise as a holder (--slave: Go tuggle's name).",
+        ),
         click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None),
     ]
     for opt in reversed(opts):

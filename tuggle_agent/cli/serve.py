@@ -50,9 +50,11 @@ def serve_command(config_path, **flags):
     try:
         server = make_server(cfg, late)
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {cfg.bind}:{cfg.port}: {exc.strerror}. Is another "
-                                   "tuggle-agent (or another program) using the port? Choose another `port`; "
-                                   "nothing was registered in Consul") from None
+        raise click.ClickException(
+            f"cannot listen on {cfg.bind}:{cfg.port}: {exc.strerror}. Is another "
+            "tuggle-agent (or another program) using the port? Choose another `port`; "
+            "nothing was registered in Consul"
+        ) from None
     try:
         node = Node.start(cfg, store)
     except ConsulUnavailable as exc:
@@ -73,8 +75,15 @@ def serve_command(config_path, **flags):
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, reload)
-    log.info("tuggle-agent node %s serving %s on %s:%d (namespace %s, data %s)",
-             node.name, "fetch-only" if cfg.fetch_only else "read/write", cfg.bind, cfg.port, cfg.namespace, cfg.data_dir)
+    log.info(
+        "tuggle-agent node %s serving %s on %s:%d (namespace %s, data %s)",
+        node.name,
+        "fetch-only" if cfg.fetch_only else "read/write",
+        cfg.bind,
+        cfg.port,
+        cfg.namespace,
+        cfg.data_dir,
+    )
     print(f"tuggle-agent ready: node {node.name} http://{cfg.bind}:{cfg.port}", flush=True)
     server.run()
 
@@ -88,7 +97,9 @@ def _reload(node: Node, config_path, flags) -> None:
         return
     changed = sorted(k for k in vars(new) if getattr(new, k) != getattr(node.cfg, k))
     if changed:
-        log.warning("SIGHUP: settings changed in the file (%s) take effect on restart; still running", ", ".join(changed))
+        log.warning(
+            "SIGHUP: settings changed in the file (%s) take effect on restart; still running", ", ".join(changed)
+        )
     try:
         log.info("SIGHUP: reconciled with Consul: %s", node.reconcile())
     except ConsulUnavailable as exc:

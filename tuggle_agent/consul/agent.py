@@ -19,8 +19,16 @@ log = logging.getLogger(__name__)
 
 
 class HolderService:
-    def __init__(self, client: consul.Consul, namespace: str, port: int, address: str | None,
-                 check_interval: float, check_timeout: float, check_host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        client: consul.Consul,
+        namespace: str,
+        port: int,
+        address: str | None,
+        check_interval: float,
+        check_timeout: float,
+        check_host: str = "127.0.0.1",
+    ):
         self.c = client
         self.ns = namespace
         self.port = port
@@ -77,12 +85,15 @@ class HolderService:
             self.c.agent.service.deregister(self.ns)
 
     def _push(self) -> None:
-        check = consul.Check.http(f"http://{self.check_host}:{self.port}/?ping",
-                                  interval=_go_duration(self.check_interval),
-                                  timeout=_go_duration(self.check_timeout))
+        check = consul.Check.http(
+            f"http://{self.check_host}:{self.port}/?ping",
+            interval=_go_duration(self.check_interval),
+            timeout=_go_duration(self.check_timeout),
+        )
         with consul_errors(self.c, f"registering service {self.ns} with {len(self._tags)} tags"):
-            self.c.agent.service.register(self.ns, service_id=self.ns, port=self.port, address=self.address,
-                                          tags=sorted(self._tags), check=check)
+            self.c.agent.service.register(
+                self.ns, service_id=self.ns, port=self.port, address=self.address, tags=sorted(self._tags), check=check
+            )
 
 
 def _go_duration(seconds: float) -> str:

@@ -47,22 +47,35 @@ class _ReadRetry(Retry):
 # Back-off sleeps 0, 0.5, 1, 2 s: four retries over about 3.5 s.
 READ_RETRY_SECONDS = 3.5
 READ_RETRY = _ReadRetry(
-    total=4, connect=4, read=4, status=4, other=0, redirect=0,
-    allowed_methods=frozenset({"GET"}), status_forcelist=(500, 502, 503, 504),
-    backoff_factor=0.25, backoff_max=2.0,
+    total=4,
+    connect=4,
+    read=4,
+    status=4,
+    other=0,
+    redirect=0,
+    allowed_methods=frozenset({"GET"}),
+    status_forcelist=(500, 502, 503, 504),
+    backoff_factor=0.25,
+    backoff_max=2.0,
     raise_on_status=False,  # the last answer goes back to py-consul, which raises as before
     respect_retry_after_header=False,  # a Retry-After: 3600 must not hold a request for an hour
 )
 
 
-def make_client_from(source: Config | ConsulSettings, timeout: float = 10.0,
-                     retry_reads: bool = True) -> consul.Consul:
+def make_client_from(source: Config | ConsulSettings, timeout: float = 10.0, retry_reads: bool = True) -> consul.Consul:
     """A py-consul client for a loaded Config (its consul.* keys, CONSUL_* variables and
     flags, resolved) or for explicit ConsulSettings, with TLS and read retries."""
     s = source.consul_settings if isinstance(source, Config) else source
     host = f"[{s.host}]" if ":" in s.host else s.host  # py-consul pastes host:port into the URL
-    client = consul.Consul(host=host, port=s.port, scheme=s.scheme, token=s.token, verify=s.verify,
-                           cert=s.cert, connections_timeout=timeout)
+    client = consul.Consul(
+        host=host,
+        port=s.port,
+        scheme=s.scheme,
+        token=s.token,
+        verify=s.verify,
+        cert=s.cert,
+        connections_timeout=timeout,
+    )
     # py-consul lets $CONSUL_HTTP_TOKEN override the token it is given; the settings
     # have already applied Consul's precedence (flags > environment > file).
     client.token = s.token

@@ -54,8 +54,9 @@ class HolderFinder:
         """Passing holders of `tag` other than this node, sorted by RTT from it."""
         return self._passing(tag, self_node)[1]
 
-    def holders_index(self, tag: str, self_node: str, index: str | None = None,
-                      wait: str | None = None) -> tuple[str | None, list[Holder]]:
+    def holders_index(
+        self, tag: str, self_node: str, index: str | None = None, wait: str | None = None
+    ) -> tuple[str | None, list[Holder]]:
         """holders(), with the Raft index to block on: with `index`, a blocking query that
         returns when the list changes or after `wait`."""
         return self._passing(tag, self_node, index, wait)
@@ -64,11 +65,13 @@ class HolderFinder:
         """Every passing tuggle node but this one, by node name (for partial holders)."""
         return {h.node: h for h in self._passing(None, self_node)[1]}
 
-    def _passing(self, tag: str | None, self_node: str, index: str | None = None,
-                 wait: str | None = None) -> tuple[str | None, list[Holder]]:
+    def _passing(
+        self, tag: str | None, self_node: str, index: str | None = None, wait: str | None = None
+    ) -> tuple[str | None, list[Holder]]:
         with consul_errors(self.c, f"looking up holders of {tag or 'any object'}"):
-            index, entries = self.c.health.service(self.ns, tag=tag, passing=True, near="_agent",
-                                                   index=index, wait=wait)
+            index, entries = self.c.health.service(
+                self.ns, tag=tag, passing=True, near="_agent", index=index, wait=wait
+            )
         by_node = self._coordinates()
         mine = by_node.get(self_node)
         out = []

@@ -30,7 +30,7 @@ class Keys:
 
     def name_of(self, key: str) -> str:
         """The object name of a metadata key (its last path component)."""
-        return key[len(self.meta_prefix):] if key.startswith(self.meta_prefix) else key.rsplit("/", 1)[-1]
+        return key[len(self.meta_prefix) :] if key.startswith(self.meta_prefix) else key.rsplit("/", 1)[-1]
 
     def pieces(self, name: str, version: str) -> str:
         return f"{self.ns}.pieces/{name}/{version}"

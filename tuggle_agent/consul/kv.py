@@ -26,6 +26,7 @@ from .keys import Keys
 @dataclass
 class Listing:
     """The objects KV holds (by name), and the keys under the prefix that are not valid objects."""
+
     metas: dict[str, ObjectMeta] = field(default_factory=dict)
     bad: list[tuple[str, str]] = field(default_factory=list)  # (key, why)
 
@@ -128,7 +129,7 @@ class ObjectsKV:
             _, entries = self.c.kv.get(self.keys.tombstones_prefix, recurse=True)
         out = {}
         for e in entries or []:
-            rest = e.get("Key", "")[len(self.keys.tombstones_prefix):]
+            rest = e.get("Key", "")[len(self.keys.tombstones_prefix) :]
             if rest.count("/") != 1:
                 continue
             name, version = rest.split("/")

@@ -46,8 +46,9 @@ class RelayRegistry:
             _, entry = self.c.kv.get(key)
         return RelayEntry(self.c, key, int(entry["CreateIndex"]))
 
-    def upstream(self, name: str, version: str, rank: int, index: str | None = None,
-                 wait: str | None = None) -> tuple[str, list[str]]:
+    def upstream(
+        self, name: str, version: str, rank: int, index: str | None = None, wait: str | None = None
+    ) -> tuple[str, list[str]]:
         """Partial holders ranked before `rank` (0: all), earliest first; blocking when
         index is given.  They cannot be downstream of the asker."""
         with consul_errors(self.c, f"listing partial holders of {name}"):

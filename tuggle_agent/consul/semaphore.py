@@ -74,8 +74,9 @@ class Semaphore:
             if len(holders) >= self.limit:
                 continue
             holders[sid] = True
-            body = json.dumps({"Limit": self.limit, "Holders": dict(sorted(holders.items()))},
-                              separators=(",", ":")).encode()
+            body = json.dumps(
+                {"Limit": self.limit, "Holders": dict(sorted(holders.items()))}, separators=(",", ":")
+            ).encode()
             cas = lock_entry["ModifyIndex"] if lock_entry else 0
             if self.c.kv.put(self.lock_key, body, cas=cas, flags=FLAGS):
                 return True
@@ -90,7 +91,9 @@ class Semaphore:
             if lock_entry.get("Value"):
                 state = json.loads(lock_entry["Value"])
                 if int(state.get("Limit", self.limit)) != self.limit:
-                    raise SemaphoreConflict(f"semaphore limit conflict (lock: {state.get('Limit')}, local: {self.limit})")
+                    raise SemaphoreConflict(
+                        f"semaphore limit conflict (lock: {state.get('Limit')}, local: {self.limit})"
+                    )
                 holders = dict(state.get("Holders") or {})
         live = {e.get("Session") for e in entries if e.get("Session")}
         return lock_entry, {h: True for h in holders if h in live}
@@ -111,8 +114,12 @@ class Semaphore:
                         break
                     del holders[sid]
                     state["Holders"] = dict(sorted(holders.items()))
-                    if self.c.kv.put(self.lock_key, json.dumps(state, separators=(",", ":")).encode(),
-                                     cas=entry["ModifyIndex"], flags=FLAGS):
+                    if self.c.kv.put(
+                        self.lock_key,
+                        json.dumps(state, separators=(",", ":")).encode(),
+                        cas=entry["ModifyIndex"],
+                        flags=FLAGS,
+                    ):
                         break
         finally:
             self.held = False

@@ -17,8 +17,9 @@ class RenewedSession:
     """A TTL session renewed every TTL/2 until closed; if this process dies the
     session expires (2 x TTL) and Consul applies its behaviour to the keys it held."""
 
-    def __init__(self, client: consul.Consul, name: str, ttl: float, behavior: str = "delete",
-                 checks: list[str] | None = None):
+    def __init__(
+        self, client: consul.Consul, name: str, ttl: float, behavior: str = "delete", checks: list[str] | None = None
+    ):
         self.c = client
         with consul_errors(client, f"creating session {name!r}"):
             self.id = self._create(name, ttl, behavior, checks)

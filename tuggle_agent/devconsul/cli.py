@@ -14,7 +14,13 @@ from .codec import parse_duration
 from .config import ConfigError
 from .timings import Timings
 
-LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+LOG_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 class GoDuration(click.ParamType):
@@ -52,19 +58,69 @@ def _timing_options(fn):
 
 @click.command(context_settings={"max_content_width": 100})
 @click.option("--nodes", "-n", type=click.IntRange(1, 200), default=3, show_default=True, help="Number of nodes.")
-@click.option("--http-port", "-p", type=click.IntRange(1, 65535), default=8500, show_default=True, help="HTTP port of node1; node i listens on port+i-1.")
-@click.option("--config-dir", "config_dirs", multiple=True, metavar="DIR", help="Consul config dir or file (*.json, *.hcl) read for `watches`; repeatable; '{node}' is replaced by the node name.")
-@click.option("--zones", "-z", type=click.IntRange(1, 8), default=1, show_default=True, help="Spread nodes round-robin over this many zones (node i in zone (i-1) % Z); same-zone RTT ~0.2ms, cross-zone ~20ms.")
+@click.option(
+    "--http-port",
+    "-p",
+    type=click.IntRange(1, 65535),
+    default=8500,
+    show_default=True,
+    help="HTTP port of node1; node i listens on port+i-1.",
+)
+@click.option(
+    "--config-dir",
+    "config_dirs",
+    multiple=True,
+    metavar="DIR",
+    help="Consul config dir or file (*.json, *.hcl) read for `watches`; repeatable; '{node}' is replaced by the node name.",
+)
+@click.option(
+    "--zones",
+    "-z",
+    type=click.IntRange(1, 8),
+    default=1,
+    show_default=True,
+    help="Spread nodes round-robin over this many zones (node i in zone (i-1) % Z); same-zone RTT ~0.2ms, cross-zone ~20ms.",
+)
 @click.option("--fast", is_flag=True, help="Start from Timings.fast() (test timings) instead of Consul's defaults.")
 @click.option("--no-query-jitter", is_flag=True, help="Do not add the wait/16 jitter to blocking queries.")
-@click.option("--no-check-stagger", is_flag=True, help="Run a new check at once instead of after a random part of its interval.")
-@click.option("--enable-script-checks", is_flag=True, help="Allow script checks (Args) like Consul's enable_script_checks.")
-@click.option("--acl", is_flag=True, help="Enable ACLs with default policy deny, like acl { enabled = true, default_policy = \"deny\" }.")
-@click.option("--acl-master-token", metavar="SECRET", help="SecretID of the initial management token (with --acl; default: a random UUID, printed on the ready line).")
-@click.option("--acl-agent-token", metavar="SECRET", help="Token of the nodes' config-dir watches that name none (with --acl; default: the master token).")
+@click.option(
+    "--no-check-stagger", is_flag=True, help="Run a new check at once instead of after a random part of its interval."
+)
+@click.option(
+    "--enable-script-checks", is_flag=True, help="Allow script checks (Args) like Consul's enable_script_checks."
+)
+@click.option(
+    "--acl",
+    is_flag=True,
+    help='Enable ACLs with default policy deny, like acl { enabled = true, default_policy = "deny" }.',
+)
+@click.option(
+    "--acl-master-token",
+    metavar="SECRET",
+    help="SecretID of the initial management token (with --acl; default: a random UUID, printed on the ready line).",
+)
+@click.option(
+    "--acl-agent-token",
+    metavar="SECRET",
+    help="Token of the nodes' config-dir watches that name none (with --acl; default: the master token).",
+)
 @_timing_options
 @click.option("--log-level", type=click.Choice(list(LOG_LEVELS)), default="info", show_default=True)
-def devconsul_command(nodes, http_port, config_dirs, zones, fast, no_query_jitter, no_check_stagger, enable_script_checks, acl, acl_master_token, acl_agent_token, log_level, **timing_values):
+def devconsul_command(
+    nodes,
+    http_port,
+    config_dirs,
+    zones,
+    fast,
+    no_query_jitter,
+    no_check_stagger,
+    enable_script_checks,
+    acl,
+    acl_master_token,
+    acl_agent_token,
+    log_level,
+    **timing_values,
+):
     """Run a Consul-compatible dev cluster (datacenter dc1) on 127.0.0.1.
 
     A stand-in for `consul agent -dev` speaking the Consul HTTP API subset

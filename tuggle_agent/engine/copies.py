@@ -53,8 +53,13 @@ class Copies:
         with self._lock:
             for name, why in found.items():
                 if name not in self.orphans:
-                    log.warning("keeping local copy of %s as an orphan: %s. Nothing was deleted; if the "
-                                "object should exist, run `tuggle-agent adopt %s` to publish it again", name, why, name)
+                    log.warning(
+                        "keeping local copy of %s as an orphan: %s. Nothing was deleted; if the "
+                        "object should exist, run `tuggle-agent adopt %s` to publish it again",
+                        name,
+                        why,
+                        name,
+                    )
             self.orphans = dict(found)
         metrics.ORPHANS.set(len(found))
 
@@ -76,15 +81,17 @@ class Copies:
             local = self.store.get(meta.name)
             if local is not None and local.meta.version != meta.version:
                 return
-            log.error("local copy of %s is corrupt: %s; removing it (it is fetched again on the next GET)",
-                      meta.name, why)
+            log.error(
+                "local copy of %s is corrupt: %s; removing it (it is fetched again on the next GET)", meta.name, why
+            )
             self.drop(meta.name, meta, "its copy was corrupt")
 
     def missing(self, meta: ObjectMeta) -> None:
         """We were asked for a copy we advertise but no longer have: stop advertising at once."""
         if self.advertised(meta):
-            log.error("local copy of %s is missing or damaged in %s; no longer advertising it",
-                      meta.name, self.store.root)
+            log.error(
+                "local copy of %s is missing or damaged in %s; no longer advertising it", meta.name, self.store.root
+            )
             self.withdraw(meta)
 
     # -- integrity --------------------------------------------------------

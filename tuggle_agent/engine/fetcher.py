@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FetchDeps:
     """What every fetch on this node uses (built once by the Node)."""
+
     cfg: Config
     node: str
     store: LocalStore
@@ -59,7 +60,7 @@ class FetchDeps:
     peer: PeerClient
     policy: SourcePolicy
     bucket: TokenBucket
-    new_session: Callable[[], RenewedSession]      # one per fetch: semaphore slots, relay entry
+    new_session: Callable[[], RenewedSession]  # one per fetch: semaphore slots, relay entry
     semaphore: Callable[[str, RenewedSession], Semaphore]
 
 
@@ -149,8 +150,9 @@ class FetchJob:
             d.finish()
             metrics.FETCHES.labels("ok").inc()
             metrics.FETCH_SECONDS.observe(time.time() - d.started_at)
-            log.info("fetched %s (%d bytes) from %s: verified sha256 %s", meta.name, meta.size, d.source,
-                     meta.sha256[:16])
+            log.info(
+                "fetched %s (%d bytes) from %s: verified sha256 %s", meta.name, meta.size, d.source, meta.sha256[:16]
+            )
             self._post_hooks_and_advertise()
             return None
         except Exception as exc:  # never leave readers waiting on a dead thread
@@ -172,8 +174,10 @@ class FetchJob:
         if isinstance(exc, TuggleError):
             return exc
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return NoSpace(f"no space left in {self.cfg.data_dir} for {self.meta.name}: free space there; "
-                           "the next GET or sync retries")
+            return NoSpace(
+                f"no space left in {self.cfg.data_dir} for {self.meta.name}: free space there; "
+                "the next GET or sync retries"
+            )
         log.exception("fetch of %s failed unexpectedly", self.meta.name)
         return Internal(f"internal error: {exc}")
 
@@ -200,17 +204,22 @@ class FetchJob:
         meta, store = self.meta, self.deps.store
         hooks = self.cfg.hooks["post_download"]
         if hooks:
-            results = run_hooks("post_download", hooks, meta, hook_env(meta, store.path(meta.name), self.deps.node,
-                                                                        self.d.source))
+            results = run_hooks(
+                "post_download", hooks, meta, hook_env(meta, store.path(meta.name), self.deps.node, self.d.source)
+            )
             failed = [r for r in results if not r.ok]
-            store.set_status(meta.name, post_download="failed" if failed else "ok",
-                             post_download_error=failed[0].describe() if failed else "")
+            store.set_status(
+                meta.name,
+                post_download="failed" if failed else "ok",
+                post_download_error=failed[0].describe() if failed else "",
+            )
             if failed and self.cfg.post_download_failure == "discard":
                 with store.lock:
                     local = store.get(meta.name)
                     if local is not None and local.meta.version == meta.version:
-                        self.deps.copies.drop(meta.name, meta, "its post_download hook failed "
-                                                               "(post_download_failure: discard)")
+                        self.deps.copies.drop(
+                            meta.name, meta, "its post_download hook failed (post_download_failure: discard)"
+                        )
                 return
         # A DELETE may have come while the hooks ran: advertise only a copy that is still here.
         with store.lock:
@@ -223,8 +232,9 @@ class FetchJob:
     def _record_edge(self) -> None:
         now = time.time()
         try:
-            self.deps.kv.add_edge(self.meta.name, Edge(self.d.source, self.deps.node, self.d.started_at, now,
-                                                       now - self.d.started_at))
+            self.deps.kv.add_edge(
+                self.meta.name, Edge(self.d.source, self.deps.node, self.d.started_at, now, now - self.d.started_at)
+            )
         except ConsulUnavailable as exc:
             log.warning("fetch graph edge of %s not recorded: %s", self.meta.name, exc)
 
@@ -246,8 +256,10 @@ class FetchJob:
         while not verifier.complete:
             now = time.monotonic()
             if now >= deadline:
-                raise TimedOut(f"{meta.name}: no complete copy within fetch_timeout ({self.cfg.fetch_timeout:g}s); "
-                               f"{verifier.verified} of {meta.size} bytes verified")
+                raise TimedOut(
+                    f"{meta.name}: no complete copy within fetch_timeout ({self.cfg.fetch_timeout:g}s); "
+                    f"{verifier.verified} of {meta.size} bytes verified"
+                )
             self._check_cancelled()
             candidates, index, relay_index = self._candidates(set(excluded))
             if not candidates:
@@ -285,14 +297,20 @@ class FetchJob:
     def _no_source_error(self, excluded: dict[str, str], corrupt: set[str]) -> TuggleError:
         name, wait = self.meta.name, self.cfg.holder_wait
         if corrupt and set(excluded) == corrupt:
-            return BadSources(f"{name}: every holder ({', '.join(sorted(corrupt))}) sent bytes that failed "
-                              "verification; they were asked to re-check their copies")
+            return BadSources(
+                f"{name}: every holder ({', '.join(sorted(corrupt))}) sent bytes that failed "
+                "verification; they were asked to re-check their copies"
+            )
         if excluded:
             reasons = "; ".join(f"{n}: {why}" for n, why in sorted(excluded.items()))
-            return BadSources(f"{name}: no holder could deliver it ({reasons}); no other holder appeared "
-                              f"within holder_wait ({wait:g}s)")
-        return NoHolder(f"{name}: no node holds a verified copy (no passing holder in Consul) after waiting "
-                        f"holder_wait ({wait:g}s); try again later, or check the holders' health in Consul")
+            return BadSources(
+                f"{name}: no holder could deliver it ({reasons}); no other holder appeared "
+                f"within holder_wait ({wait:g}s)"
+            )
+        return NoHolder(
+            f"{name}: no node holds a verified copy (no passing holder in Consul) after waiting "
+            f"holder_wait ({wait:g}s); try again later, or check the holders' health in Consul"
+        )
 
     def _candidates(self, excluded: set[str]) -> tuple[list[Candidate], str | None, str | None]:
         meta = self.meta
@@ -300,8 +318,9 @@ class FetchJob:
         upstream: list[str] = []
         relay_index = None
         if self.cfg.pipelined:
-            relay_index, upstream = self.deps.relay.upstream(meta.name, meta.version,
-                                                             self.relay.rank if self.relay else 0)
+            relay_index, upstream = self.deps.relay.upstream(
+                meta.name, meta.version, self.relay.rank if self.relay else 0
+            )
             if any(n not in self.peers for n in upstream):  # addresses of new partial holders
                 self.peers = self.deps.finder.peers(self.deps.node)
         return self.deps.policy.order(complete, upstream, self.peers, excluded), index, relay_index
@@ -329,8 +348,9 @@ class FetchJob:
         if self.cfg.pipelined:
             # A new or departed partial holder is the likeliest news.  Block from the index
             # our candidates came from, so a change made while we tried slots wakes us at once.
-            self.deps.relay.upstream(self.meta.name, self.meta.version, self.relay.rank if self.relay else 0,
-                                     index=relay_index, wait="1s")
+            self.deps.relay.upstream(
+                self.meta.name, self.meta.version, self.relay.rank if self.relay else 0, index=relay_index, wait="1s"
+            )
         else:
             # Block on the nearest holder's semaphore until a slot frees (Consul wakes us).
             sem = self.deps.semaphore(candidates[0].holder.node, self.session)

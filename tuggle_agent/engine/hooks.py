@@ -54,14 +54,20 @@ class HookResult:
 
 def hook_env(meta: ObjectMeta, path: Path, node: str, source: str = "") -> dict[str, str]:
     return {
-        "TUGGLE_NAME": meta.name, "TUGGLE_PATH": str(path), "TUGGLE_ID": meta.id,
-        "TUGGLE_SIZE": str(meta.size), "TUGGLE_SHA256": meta.sha256,
-        "TUGGLE_CONTENT_TYPE": meta.content_type, "TUGGLE_SOURCE_NODE": source, "TUGGLE_NODE": node,
+        "TUGGLE_NAME": meta.name,
+        "TUGGLE_PATH": str(path),
+        "TUGGLE_ID": meta.id,
+        "TUGGLE_SIZE": str(meta.size),
+        "TUGGLE_SHA256": meta.sha256,
+        "TUGGLE_CONTENT_TYPE": meta.content_type,
+        "TUGGLE_SOURCE_NODE": source,
+        "TUGGLE_NODE": node,
     }
 
 
-def run_hooks(kind: str, hooks: tuple[Hook, ...], meta: ObjectMeta, env: dict[str, str],
-              cwd: Path | None = None) -> list[HookResult]:
+def run_hooks(
+    kind: str, hooks: tuple[Hook, ...], meta: ObjectMeta, env: dict[str, str], cwd: Path | None = None
+) -> list[HookResult]:
     """Run the hooks that match the name, in order; stop at the first failure."""
     results = []
     for hook in hooks:
@@ -77,8 +83,15 @@ def run_hooks(kind: str, hooks: tuple[Hook, ...], meta: ObjectMeta, env: dict[st
 def _run(kind: str, hook: Hook, env: dict[str, str], cwd: Path | None) -> HookResult:
     cmd = list(hook.command)
     try:
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     except OSError as exc:
         result = HookResult(hook, None, f"cannot run {cmd[0]!r}: {exc.strerror}")
     else:
@@ -192,5 +205,5 @@ def _tail_text(out: _Tail) -> str:
     newline = data.find(b"\n")
     if 0 <= newline < len(data) - 1:
         dropped += newline + 1
-        data = data[newline + 1:]
+        data = data[newline + 1 :]
     return f"[{dropped} earlier bytes of output dropped]\n" + data.decode(errors="replace")

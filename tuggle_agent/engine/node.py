@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 class Opened:
     """An object ready to be read by a client: a complete local file, or a fetch in progress
     (whose `read(start, end)` yields verified bytes), or neither for HEAD."""
+
     meta: ObjectMeta
     path: Path | None = None
     download: Download | None = None
@@ -91,14 +92,23 @@ class Node:
         self.serve_bucket = TokenBucket(cfg.serve_rate)
         # Our sessions die with our HTTP check as well as with the node (see session.py).
         checks = ["serfHealth", f"service:{cfg.namespace}"]
-        self.fetcher = Fetcher(FetchDeps(
-            cfg=cfg, node=name, store=store, copies=self.copies, kv=self.kv, finder=self.finder,
-            relay=RelayRegistry(client, keys),
-            peer=PeerClient(name, cfg.stall_timeout, cfg.min_source_rate),
-            policy=SourcePolicy(cfg.nearest), bucket=TokenBucket(cfg.fetch_rate),
-            new_session=lambda: RenewedSession(client, "tuggle-agent fetch", 15.0, "delete", checks),
-            semaphore=lambda source, session: Semaphore(client, keys.lock(source), cfg.source_limit, session)),
-            on_failed=self._fetch_failed)
+        self.fetcher = Fetcher(
+            FetchDeps(
+                cfg=cfg,
+                node=name,
+                store=store,
+                copies=self.copies,
+                kv=self.kv,
+                finder=self.finder,
+                relay=RelayRegistry(client, keys),
+                peer=PeerClient(name, cfg.stall_timeout, cfg.min_source_rate),
+                policy=SourcePolicy(cfg.nearest),
+                bucket=TokenBucket(cfg.fetch_rate),
+                new_session=lambda: RenewedSession(client, "tuggle-agent fetch", 15.0, "delete", checks),
+                semaphore=lambda source, session: Semaphore(client, keys.lock(source), cfg.source_limit, session),
+            ),
+            on_failed=self._fetch_failed,
+        )
         self.bad_entries: list[tuple[str, str]] = []
         self._sync_retries: dict[str, int] = {}  # version -> failed sync prefetches
         self._stop = threading.Event()
@@ -106,8 +116,9 @@ class Node:
     @classmethod
     def start(cls, cfg: Config, store: LocalStore | None = None) -> Node:
         client = make_client_from(cfg)
-        service = HolderService(client, cfg.namespace, cfg.port, cfg.advertise_address,
-                                cfg.check_interval, cfg.check_timeout)
+        service = HolderService(
+            client, cfg.namespace, cfg.port, cfg.advertise_address, cfg.check_interval, cfg.check_timeout
+        )
         name = _wait_for_consul(service, cfg.consul_start_timeout)
         store = store or LocalStore(cfg.data_dir)
         removed = store.clean_temp()
@@ -130,8 +141,9 @@ class Node:
         if self.kv.raw(name) is not None:
             raise Exists(f"{name} already exists; objects are immutable: DELETE it first or choose a new name")
 
-    def upload(self, name: str, body: BinaryIO, length: int | None, content_type: str,
-               sync: SyncSpec | None = None) -> ObjectMeta:
+    def upload(
+        self, name: str, body: BinaryIO, length: int | None, content_type: str, sync: SyncSpec | None = None
+    ) -> ObjectMeta:
         """Store a new object.  The bytes land in a temp file; the KV check-and-set decides
         the winner of concurrent PUTs *before* anything is moved into place, so a loser
         never touches the winner's file (or any earlier copy of the name).  With `sync`,
@@ -151,8 +163,9 @@ class Node:
                     if not block:
                         break
                     if digester.size + len(block) > self.cfg.max_upload_size:
-                        raise TooLarge(f"{name}: more than max_upload_size ({self.cfg.max_upload_size} bytes); "
-                                       "nothing stored")
+                        raise TooLarge(
+                            f"{name}: more than max_upload_size ({self.cfg.max_upload_size} bytes); nothing stored"
+                        )
                     f.write(block)
                     digester.update(block)
                     progress.update(digester.size)
@@ -161,8 +174,9 @@ class Node:
                 f.flush()
                 os.fsync(f.fileno())
             sha, digests = digester.finish()
-            meta = ObjectMeta(name=name, size=digester.size, sha256=sha, content_type=content_type,
-                              piece_size=piece, sync=sync)
+            meta = ObjectMeta(
+                name=name, size=digester.size, sha256=sha, content_type=content_type, piece_size=piece, sync=sync
+            )
             try:
                 meta.validate()  # what every reader will check: refuse it here, not there
             except ValueError as exc:
@@ -183,8 +197,9 @@ class Node:
             return meta
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise NoSpace(f"no space left in {self.cfg.data_dir} for {name}; free space or raise the disk; "
-                              "nothing stored") from None
+                raise NoSpace(
+                    f"no space left in {self.cfg.data_dir} for {name}; free space or raise the disk; nothing stored"
+                ) from None
             raise
         finally:
             temp.unlink(missing_ok=True)
@@ -193,8 +208,16 @@ class Node:
         """Events are the fast path only: KV (watched durably) already says what they say,
         so a failed fire is logged, never turned into a failed request."""
         try:
-            fire(self.client, self.cfg.namespace, verb, meta.version, meta.id,
-                 node=sync.node if sync else "", service=sync.service if sync else "", tag=sync.tag if sync else "")
+            fire(
+                self.client,
+                self.cfg.namespace,
+                verb,
+                meta.version,
+                meta.id,
+                node=sync.node if sync else "",
+                service=sync.service if sync else "",
+                tag=sync.tag if sync else "",
+            )
         except ConsulUnavailable as exc:
             log.warning("%s event for %s not sent (%s); nodes still learn it from their KV watch", verb, meta.name, exc)
 
@@ -212,8 +235,9 @@ class Node:
                 continue
             if self.kv.delete(name, meta.version, index):
                 self._fire("DELETE", meta)
-                log.info("deleted %s (version %s) from Consul; tombstone written, DELETE event fired",
-                         name, meta.version)
+                log.info(
+                    "deleted %s (version %s) from Consul; tombstone written, DELETE event fired", name, meta.version
+                )
                 self.drop_local(name, meta.version, "it was deleted")
                 return f"deleted {name}"
         raise Exists(f"{name} kept changing while we deleted it; try again")
@@ -298,8 +322,9 @@ class Node:
         d.wait_started(self.cfg.fetch_timeout)
         return Opened(meta, download=d)
 
-    def open_for_peer(self, name: str, bounds: Callable[[int], tuple[int, int]]
-                      ) -> tuple[ObjectMeta, tuple[int, int], Iterator[bytes]]:
+    def open_for_peer(
+        self, name: str, bounds: Callable[[int], tuple[int, int]]
+    ) -> tuple[ObjectMeta, tuple[int, int], Iterator[bytes]]:
         """For a peer: the bytes `bounds(size)` gives, from local bytes only -- a complete copy,
         or with pipelined relay the verified part of a fetch in progress -- never by starting
         a fetch."""
@@ -366,10 +391,14 @@ class Node:
                 elif self.store.sidecar_meta(name) is not None:
                     # Our sidecar, but the file is gone or no longer its size: not a copy.
                     self.copies.drop(name, self.store.sidecar_meta(name), "its file is missing or damaged")
-            p = plan(local, listing.metas, tombstones,
-                     fetching={n: d.meta.version for n, d in active.items()},
-                     fetching_before={n: d.meta.version for n, d in active.items() if d.started_at < listed_at},
-                     applies=self.sync_applies)
+            p = plan(
+                local,
+                listing.metas,
+                tombstones,
+                fetching={n: d.meta.version for n, d in active.items()},
+                fetching_before={n: d.meta.version for n, d in active.items() if d.started_at < listed_at},
+                applies=self.sync_applies,
+            )
             for name, why in p.drop:
                 obj = self.store.get(name)
                 self.copies.drop(name, obj.meta if obj else None, why)
@@ -390,8 +419,12 @@ class Node:
                 log.warning("the local Consul agent had lost our service registration; registered again")
         started = [m.name for m in p.prefetch if self.fetcher.ensure(m)]
         self._expire_tombstones()
-        return {"kept": len(p.keep), "dropped": [n for n, _ in p.drop], "orphans": sorted(orphans),
-                "prefetching": started}
+        return {
+            "kept": len(p.keep),
+            "dropped": [n for n, _ in p.drop],
+            "orphans": sorted(orphans),
+            "prefetching": started,
+        }
 
     def _report_bad(self, bad: list[tuple[str, str]]) -> None:
         new = [b for b in bad if b not in self.bad_entries]
@@ -446,7 +479,7 @@ class Node:
             return
         tries = self._sync_retries.get(meta.version, 0) + 1
         self._sync_retries[meta.version] = tries
-        delay = min(60.0, 2.0 ** tries)
+        delay = min(60.0, 2.0**tries)
         log.info("will retry the sync of %s in %.0fs (attempt %d failed: %s)", meta.name, delay, tries, failure)
         timer = threading.Timer(delay, self._retry_sync)
         timer.daemon = True
@@ -485,17 +518,38 @@ class Node:
         for name in self.store.names():
             obj = self.store.get(name)
             if obj is not None:
-                local.append({"name": name, "version": obj.meta.version, "size": obj.meta.size,
-                              "sha256": obj.meta.sha256, "source": obj.source, "status": obj.status,
-                              "orphan": name in self.copies.orphans})
-        fetching = [{"name": d.meta.name, "version": d.meta.version, "size": d.meta.size,
-                     "verified": d.verified, "source": d.source} for d in self.fetcher.snapshot()]
-        return {"node": self.name, "fetch_only": self.cfg.fetch_only, "relay": self.cfg.relay,
-                "served_to_peers": int(metrics.REGISTRY.get_sample_value("tuggle_served_to_peers_bytes_total") or 0),
-                "objects": local, "fetching": fetching,
-                "orphans": [{"name": n, "why": why} for n, why in sorted(self.copies.orphans.items())],
-                "bad_entries": [{"key": k, "why": why} for k, why in self.bad_entries],
-                "checked_at": now_rfc3339()}
+                local.append(
+                    {
+                        "name": name,
+                        "version": obj.meta.version,
+                        "size": obj.meta.size,
+                        "sha256": obj.meta.sha256,
+                        "source": obj.source,
+                        "status": obj.status,
+                        "orphan": name in self.copies.orphans,
+                    }
+                )
+        fetching = [
+            {
+                "name": d.meta.name,
+                "version": d.meta.version,
+                "size": d.meta.size,
+                "verified": d.verified,
+                "source": d.source,
+            }
+            for d in self.fetcher.snapshot()
+        ]
+        return {
+            "node": self.name,
+            "fetch_only": self.cfg.fetch_only,
+            "relay": self.cfg.relay,
+            "served_to_peers": int(metrics.REGISTRY.get_sample_value("tuggle_served_to_peers_bytes_total") or 0),
+            "objects": local,
+            "fetching": fetching,
+            "orphans": [{"name": n, "why": why} for n, why in sorted(self.copies.orphans.items())],
+            "bad_entries": [{"key": k, "why": why} for k, why in self.bad_entries],
+            "checked_at": now_rfc3339(),
+        }
 
     def close(self) -> None:
         """Leave the cluster cleanly: stop fetches, then deregister (no critical leftover)."""

@@ -77,8 +77,13 @@ class PeerClient:
         if offset:
             headers["Range"] = f"bytes={offset}-"
         try:
-            with self._http.get(f"{holder.url}/{meta.name}", headers=headers, stream=True, allow_redirects=False,
-                                timeout=(self.connect_timeout, self.stall_timeout)) as r:
+            with self._http.get(
+                f"{holder.url}/{meta.name}",
+                headers=headers,
+                stream=True,
+                allow_redirects=False,
+                timeout=(self.connect_timeout, self.stall_timeout),
+            ) as r:
                 skip = self._check_answer(holder, meta, offset, r)
                 yield self._body(holder, r, skip)
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
@@ -89,8 +94,10 @@ class PeerClient:
         """How many leading bytes to skip, or SourceError for an answer we can't use."""
         if r.status_code == 206:
             if r.headers.get("Content-Range") != content_range(offset, meta.size, meta.size):
-                raise SourceError(f"{holder.node} answered Content-Range {r.headers.get('Content-Range')!r} "
-                                  f"for bytes {offset}- of {meta.name}")
+                raise SourceError(
+                    f"{holder.node} answered Content-Range {r.headers.get('Content-Range')!r} "
+                    f"for bytes {offset}- of {meta.name}"
+                )
             skip = 0
         elif r.status_code == 200:
             skip = offset  # the holder ignored Range: drop what we already have

@@ -34,8 +34,10 @@ class Progress:
         rate = self.rate(now)
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         pct = 100.0 * self.done / self.total if self.total else 100.0
-        return (f"{format_bytes(self.done)} of {format_bytes(self.total)} ({pct:.0f}%), "
-                f"{format_bytes(rate)}/s, ETA {format_duration(eta)}")
+        return (
+            f"{format_bytes(self.done)} of {format_bytes(self.total)} ({pct:.0f}%), "
+            f"{format_bytes(rate)}/s, ETA {format_duration(eta)}"
+        )
 
     def summary(self) -> str:
         elapsed = time.monotonic() - self.started

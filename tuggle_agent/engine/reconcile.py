@@ -29,15 +29,16 @@ class LocalCopy:
 
 @dataclass
 class Plan:
-    keep: list[ObjectMeta] = field(default_factory=list)          # advertise
-    drop: list[tuple[str, str]] = field(default_factory=list)     # (name, why): remove the copy
+    keep: list[ObjectMeta] = field(default_factory=list)  # advertise
+    drop: list[tuple[str, str]] = field(default_factory=list)  # (name, why): remove the copy
     orphans: list[tuple[LocalCopy, str]] = field(default_factory=list)  # (copy, why): keep it, stop advertising
-    prefetch: list[ObjectMeta] = field(default_factory=list)      # sync targets we lack
-    cancel: list[tuple[str, str]] = field(default_factory=list)   # (name, why): stop a running fetch
+    prefetch: list[ObjectMeta] = field(default_factory=list)  # sync targets we lack
+    cancel: list[tuple[str, str]] = field(default_factory=list)  # (name, why): stop a running fetch
 
 
-def evidence_of_removal(name: str, version: str, metas: dict[str, ObjectMeta],
-                        tombstones: Iterable[tuple[str, str]]) -> str | None:
+def evidence_of_removal(
+    name: str, version: str, metas: dict[str, ObjectMeta], tombstones: Iterable[tuple[str, str]]
+) -> str | None:
     """Why `version` of `name` is gone for sure, or None if nothing proves it."""
     meta = metas.get(name)
     if meta is not None and meta.version != version:
@@ -47,8 +48,14 @@ def evidence_of_removal(name: str, version: str, metas: dict[str, ObjectMeta],
     return None
 
 
-def plan(local: dict[str, LocalCopy], metas: dict[str, ObjectMeta], tombstones: Iterable[tuple[str, str]],
-         fetching: dict[str, str], fetching_before: dict[str, str], applies: Callable[[SyncSpec], bool]) -> Plan:
+def plan(
+    local: dict[str, LocalCopy],
+    metas: dict[str, ObjectMeta],
+    tombstones: Iterable[tuple[str, str]],
+    fetching: dict[str, str],
+    fetching_before: dict[str, str],
+    applies: Callable[[SyncSpec], bool],
+) -> Plan:
     """`local`: complete copies by name; `metas`: KV's objects by name (valid ones only);
     `fetching`: name -> version of every running fetch; `fetching_before`: those that
     started before the listing was read (a listing can't judge a fetch younger than it);
@@ -75,7 +82,11 @@ def plan(local: dict[str, LocalCopy], metas: dict[str, ObjectMeta], tombstones: 
             p.cancel.append((name, why))
     held = {m.name for m in p.keep}
     for meta in sorted(metas.values(), key=lambda m: m.name):
-        if meta.sync is not None and meta.name not in held and fetching.get(meta.name) != meta.version \
-                and applies(meta.sync):
+        if (
+            meta.sync is not None
+            and meta.name not in held
+            and fetching.get(meta.name) != meta.version
+            and applies(meta.sync)
+        ):
             p.prefetch.append(meta)
     return p

@@ -35,14 +35,15 @@ class SourcePolicy:
         self.nearest = nearest
         self.rng = rng or random.Random()
 
-    def order(self, complete: list[Holder], upstream: list[str], peers: dict[str, Holder],
-              excluded: set[str]) -> list[Candidate]:
+    def order(
+        self, complete: list[Holder], upstream: list[str], peers: dict[str, Holder], excluded: set[str]
+    ) -> list[Candidate]:
         """`complete`: passing holders nearest first; `upstream`: partial holders ranked
         before us, earliest first; `peers`: addresses of passing nodes by name."""
         usable = [h for h in complete if h.node not in excluded]
         near = usable[: self.nearest]
         self.rng.shuffle(near)
-        ordered_complete = near + usable[self.nearest:]
+        ordered_complete = near + usable[self.nearest :]
         have = {h.node for h in usable}
         partial = [peers[n] for n in reversed(upstream) if n in peers and n not in excluded and n not in have]
         return [Candidate(h, "partial") for h in partial] + [Candidate(h, "complete") for h in ordered_complete]

@@ -101,8 +101,10 @@ class LocalStore:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise DataDirLocked(f"another tuggle-agent is already serving {self.root} (it holds "
-                                    f"{self.state / 'lock'}); stop it first or give this one another data_dir") from None
+                raise DataDirLocked(
+                    f"another tuggle-agent is already serving {self.root} (it holds "
+                    f"{self.state / 'lock'}); stop it first or give this one another data_dir"
+                ) from None
             raise
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

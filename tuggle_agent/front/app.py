@@ -58,9 +58,21 @@ log = logging.getLogger(__name__)
 
 # The one place where domain errors become HTTP statuses (most specific first).
 STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (Deleted, 404), (NotFound, 404), (Exists, 409), (BadName, 400), (Invalid, 400), (Forbidden, 403),
-    (FetchOnly, 405), (TooLarge, 413), (NoSpace, 507), (NoHolder, 503), (Unavailable, 503),
-    (BadSources, 502), (TimedOut, 504), (DotMissing, 501), (Internal, 500),
+    (Deleted, 404),
+    (NotFound, 404),
+    (Exists, 409),
+    (BadName, 400),
+    (Invalid, 400),
+    (Forbidden, 403),
+    (FetchOnly, 405),
+    (TooLarge, 413),
+    (NoSpace, 507),
+    (NoHolder, 503),
+    (Unavailable, 503),
+    (BadSources, 502),
+    (TimedOut, 504),
+    (DotMissing, 501),
+    (Internal, 500),
 )
 
 
@@ -78,18 +90,20 @@ def as_json(data, status: int = 200) -> Response:
 
 OPEN, WRITE, LOCAL = "open", "write", "local"  # who may call a route
 
-ROUTES = Map([
-    Rule("/", endpoint="root", methods=["GET", "HEAD"]),
-    Rule("/_tuggle/status", endpoint="status", methods=["GET"]),
-    Rule("/_tuggle/metrics", endpoint="metrics", methods=["GET"]),
-    Rule("/_tuggle/ready", endpoint="ready", methods=["GET"]),
-    Rule("/_tuggle/verify/<name>", endpoint="verify", methods=["POST"]),
-    Rule("/_tuggle/watch", endpoint="watch", methods=["POST"]),
-    Rule("/_tuggle/reconcile", endpoint="reconcile", methods=["POST"]),
-    Rule("/_tuggle/adopt", endpoint="adopt", methods=["POST"]),
-    Rule("/_tuggle/<path:what>", endpoint="unknown"),
-    Rule("/<path:name>", endpoint="object", methods=["GET", "HEAD", "PUT", "DELETE", "POST"]),
-])
+ROUTES = Map(
+    [
+        Rule("/", endpoint="root", methods=["GET", "HEAD"]),
+        Rule("/_tuggle/status", endpoint="status", methods=["GET"]),
+        Rule("/_tuggle/metrics", endpoint="metrics", methods=["GET"]),
+        Rule("/_tuggle/ready", endpoint="ready", methods=["GET"]),
+        Rule("/_tuggle/verify/<name>", endpoint="verify", methods=["POST"]),
+        Rule("/_tuggle/watch", endpoint="watch", methods=["POST"]),
+        Rule("/_tuggle/reconcile", endpoint="reconcile", methods=["POST"]),
+        Rule("/_tuggle/adopt", endpoint="adopt", methods=["POST"]),
+        Rule("/_tuggle/<path:what>", endpoint="unknown"),
+        Rule("/<path:name>", endpoint="object", methods=["GET", "HEAD", "PUT", "DELETE", "POST"]),
+    ]
+)
 
 
 class TuggleApp:
@@ -98,10 +112,16 @@ class TuggleApp:
         self.cfg = node.cfg
         # endpoint -> (handler, who may call it); methods are in ROUTES.
         self.handlers: dict[str, tuple[Callable[..., Response], str]] = {
-            "root": (self.root, OPEN), "status": (self.status, OPEN), "metrics": (self.metrics, OPEN),
+            "root": (self.root, OPEN),
+            "status": (self.status, OPEN),
+            "metrics": (self.metrics, OPEN),
             "ready": (self.ready, OPEN),
-            "verify": (self.verify, OPEN), "watch": (self.watch, LOCAL), "reconcile": (self.reconcile, LOCAL),
-            "adopt": (self.adopt, LOCAL), "unknown": (self.unknown, OPEN), "object": (self.object, OPEN),
+            "verify": (self.verify, OPEN),
+            "watch": (self.watch, LOCAL),
+            "reconcile": (self.reconcile, LOCAL),
+            "adopt": (self.adopt, LOCAL),
+            "unknown": (self.unknown, OPEN),
+            "object": (self.object, OPEN),
         }
 
     def __call__(self, environ, start_response):
@@ -131,16 +151,24 @@ class TuggleApp:
     def check_access(self, req: Request, access: str) -> None:
         addr = req.remote_addr or ""
         if access == LOCAL and not self.cfg.is_this_host(addr):
-            raise Forbidden(f"{req.method} {req.path} from {addr} refused: node control endpoints answer only "
-                            "this host (the node's own watch handlers and operators)")
+            raise Forbidden(
+                f"{req.method} {req.path} from {addr} refused: node control endpoints answer only "
+                "this host (the node's own watch handlers and operators)"
+            )
         if access == WRITE and not self.cfg.allows_write_from(addr):
-            raise Forbidden(f"{req.method} from {addr} refused: writes are allowed only from the addresses in "
-                            f"the write_allow setting ({', '.join(map(str, self.cfg.write_allow))})")
+            raise Forbidden(
+                f"{req.method} from {addr} refused: writes are allowed only from the addresses in "
+                f"the write_allow setting ({', '.join(map(str, self.cfg.write_allow))})"
+            )
         token = self.cfg.write_token_value
-        if access == WRITE and token and not hmac.compare_digest(req.headers.get("Authorization", ""),
-                                                                 f"Bearer {token}"):
-            raise Forbidden(f"{req.method} refused: this node requires a write token "
-                            "(send `Authorization: Bearer <write_token>`)")
+        if (
+            access == WRITE
+            and token
+            and not hmac.compare_digest(req.headers.get("Authorization", ""), f"Bearer {token}")
+        ):
+            raise Forbidden(
+                f"{req.method} refused: this node requires a write token (send `Authorization: Bearer <write_token>`)"
+            )
 
     # -- listing and node endpoints ----------------------------------------
     def root(self, req: Request) -> Response:
@@ -223,16 +251,28 @@ class TuggleApp:
         return SyncSpec(**filters, requested_at=now_rfc3339())
 
     def object_headers(self, meta: ObjectMeta) -> dict:
-        return {"Content-Type": meta.content_type, "Last-Modified": meta.last_modified,
-                "X-Tuggle-Object-Id": meta.id, "ETag": f'"{meta.etag}"', "Accept-Ranges": "bytes"}
+        return {
+            "Content-Type": meta.content_type,
+            "Last-Modified": meta.last_modified,
+            "X-Tuggle-Object-Id": meta.id,
+            "ETag": f'"{meta.etag}"',
+            "Accept-Ranges": "bytes",
+        }
 
     def get(self, req: Request, name: str) -> Response:
         head = req.method == "HEAD"
         opened = self.node.open(name, head=head)
         meta = opened.meta
         if opened.path is not None:
-            resp = send_file(str(opened.path), req.environ, mimetype=meta.content_type, etag=meta.etag,
-                             last_modified=meta.created, conditional=True, max_age=None)
+            resp = send_file(
+                str(opened.path),
+                req.environ,
+                mimetype=meta.content_type,
+                etag=meta.etag,
+                last_modified=meta.created,
+                conditional=True,
+                max_age=None,
+            )
             resp.headers["X-Tuggle-Object-Id"] = meta.id
             return resp
         if opened.download is None:  # HEAD of an object we don't hold: answered from metadata
@@ -260,8 +300,7 @@ class TuggleApp:
         if (start, end) != (0, meta.size):
             status = 206
             headers["Content-Range"] = content_range(start, end, meta.size)
-        return Response(body if req.method != "HEAD" else b"", status=status, headers=headers,
-                        direct_passthrough=True)
+        return Response(body if req.method != "HEAD" else b"", status=status, headers=headers, direct_passthrough=True)
 
     def graph(self, req: Request, name: str) -> Response:
         dot = to_dot(name, self.node.edges(name))

@@ -26,7 +26,7 @@ def to_dot(name: str, edges: list[Edge]) -> str:
     for e in sorted(edges, key=lambda e: e.end):
         end = datetime.fromtimestamp(e.end, UTC).strftime("%H:%M:%S")
         label = f"{e.elapsed:.2f}s" + r"\n" + end  # DOT's own line break inside the label
-        lines.append(f"  {_q(e.source)} -> {_q(e.target)} [label=\"{label}\"];")
+        lines.append(f'  {_q(e.source)} -> {_q(e.target)} [label="{label}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -34,8 +34,10 @@ def to_dot(name: str, edges: list[Edge]) -> str:
 def render(dot: str, fmt: str, timeout: float = 30.0) -> bytes:
     exe = shutil.which("dot")
     if exe is None:
-        raise DotMissing("rendering needs Graphviz's `dot` program, which is not installed on this node "
-                         "(install the graphviz package, or ask for the DOT source without &format=)")
+        raise DotMissing(
+            "rendering needs Graphviz's `dot` program, which is not installed on this node "
+            "(install the graphviz package, or ask for the DOT source without &format=)"
+        )
     proc = subprocess.run([exe, f"-T{fmt}"], input=dot.encode(), capture_output=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"dot failed: {proc.stderr.decode(errors='replace').strip()}")

@@ -27,18 +27,25 @@ class LateApp:
 
     def __call__(self, environ, start_response):
         if self.app is None:
-            return Response("tuggle-agent is starting\n", status=503, mimetype="text/plain",
-                            headers={"Retry-After": "1"})(environ, start_response)
+            return Response(
+                "tuggle-agent is starting\n", status=503, mimetype="text/plain", headers={"Retry-After": "1"}
+            )(environ, start_response)
         return self.app(environ, start_response)
 
 
 def make_server(cfg: Config, app):
     """Bind the listening socket now (OSError if the port is taken) and return the server."""
     return waitress.create_server(
-        app, host=cfg.bind, port=cfg.port, threads=cfg.threads,
+        app,
+        host=cfg.bind,
+        port=cfg.port,
+        threads=cfg.threads,
         # Our own check (max_upload_size) refuses oversized uploads with a message; waitress's
         # limit is a backstop one byte above it, so a body of exactly max_upload_size is accepted.
         max_request_body_size=cfg.max_upload_size + 1,
-        channel_timeout=int(cfg.idle_timeout), connection_limit=cfg.connection_limit, ident="tuggle-agent",
+        channel_timeout=int(cfg.idle_timeout),
+        connection_limit=cfg.connection_limit,
+        ident="tuggle-agent",
         # 8 KiB recv() calls cost more CPU than hashing and writing a big upload.
-        recv_bytes=256 * 1024)
+        recv_bytes=256 * 1024,
+    )

@@ -23,6 +23,18 @@ from .cluster import (
 )
 from .wait import WaitTimeout, free_port, free_port_range, port_is_free, wait_until
 
-__all__ = ["FAST_AGENT_SETTINGS", "Agent", "ClusterError", "PortsTaken", "TuggleCluster", "UncleanStop",
-           "WaitTimeout", "agent_command", "agent_env", "free_port", "free_port_range", "port_is_free",
-           "wait_until"]
+__all__ = [
+    "FAST_AGENT_SETTINGS",
+    "Agent",
+    "ClusterError",
+    "PortsTaken",
+    "TuggleCluster",
+    "UncleanStop",
+    "WaitTimeout",
+    "agent_command",
+    "agent_env",
+    "free_port",
+    "free_port_range",
+    "port_is_free",
+    "wait_until",
+]

@@ -40,8 +40,7 @@ from .wait import HOST, free_port, port_is_free, wait_until
 
 # What tests want from every node: health checks that turn within a second, progress
 # lines they can assert on, and logs detailed enough to debug a failure from.
-FAST_AGENT_SETTINGS = {"check_interval": "1s", "check_timeout": "1s", "progress_interval": "1s",
-                       "log_level": "debug"}
+FAST_AGENT_SETTINGS = {"check_interval": "1s", "check_timeout": "1s", "progress_interval": "1s", "log_level": "debug"}
 LOG_TAIL = 6000  # characters of an agent's log quoted in a failure
 
 
@@ -107,8 +106,14 @@ class Agent:
         self.settings.update(changes)
         self.dir.mkdir(parents=True, exist_ok=True)
         defaults = FAST_AGENT_SETTINGS if self.cluster.fast else {}
-        cfg = {"data_dir": str(self.data_dir), "port": self.port, "bind": HOST,
-               "consul": {"address": self.consul_addr}, **defaults, **self.settings}
+        cfg = {
+            "data_dir": str(self.data_dir),
+            "port": self.port,
+            "bind": HOST,
+            "consul": {"address": self.consul_addr},
+            **defaults,
+            **self.settings,
+        }
         self.config_path.write_text(yaml.safe_dump(cfg))
 
     # -- process -------------------------------------------------------------------------
@@ -125,9 +130,13 @@ class Agent:
         self._stopping = False
         with open(self.log_path, "ab") as log:
             # Its own session, so that stop() reaches the hooks it runs too.
-            self.proc = subprocess.Popen(agent_command("serve", "--config", str(self.config_path)),
-                                         stdout=log, stderr=subprocess.STDOUT, env=agent_env(),
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                agent_command("serve", "--config", str(self.config_path)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=agent_env(),
+                start_new_session=True,
+            )
         if wait:
             self.wait_ready()
 
@@ -181,7 +190,8 @@ class Agent:
             self.proc.wait(5)
             self.cluster.forced_kills.append(
                 f"{self.name}'s tuggle-agent did not exit within {grace:g}s of SIGTERM and was killed; "
-                f"its log is {self.log_path}:\n{self.log_tail()}")
+                f"its log is {self.log_path}:\n{self.log_tail()}"
+            )
 
     def stop(self) -> None:
         self.terminate()
@@ -201,9 +211,20 @@ class Agent:
 
     def install_watches(self, handler: str = "script") -> None:
         """What an operator does: render the watches into Consul's config dir and reload."""
-        subprocess.run(agent_command("install-watches", "--consul-config-dir", str(self.dir / "consul.d"),
-                                     "--config", str(self.config_path), "--reload", "--handler", handler),
-                       check=True, capture_output=True)
+        subprocess.run(
+            agent_command(
+                "install-watches",
+                "--consul-config-dir",
+                str(self.dir / "consul.d"),
+                "--config",
+                str(self.config_path),
+                "--reload",
+                "--handler",
+                handler,
+            ),
+            check=True,
+            capture_output=True,
+        )
 
     # -- what happened ---------------------------------------------------------------------
     def log(self) -> str:
@@ -229,8 +250,9 @@ class Agent:
 
     def fetching(self, name: str) -> list[dict]:
         """This node's running fetches of `name` (bytes verified, current source)."""
-        return [f for f in requests.get(self.url + "/_tuggle/status", timeout=5).json()["fetching"]
-                if f["name"] == name]
+        return [
+            f for f in requests.get(self.url + "/_tuggle/status", timeout=5).json()["fetching"] if f["name"] == name
+        ]
 
 
 class TuggleCluster:
@@ -243,9 +265,20 @@ class TuggleCluster:
     port / consul_port: fixed base ports (node i: +i-1), else free ones.
     """
 
-    def __init__(self, workdir: Path, nodes: int = 3, settings: dict | None = None, per_node: dict | None = None,
-                 zones: int = 1, watches: bool | str = False, *, port: int | None = None,
-                 consul_port: int | None = None, fast: bool = True, stop_grace: float = 15.0):
+    def __init__(
+        self,
+        workdir: Path,
+        nodes: int = 3,
+        settings: dict | None = None,
+        per_node: dict | None = None,
+        zones: int = 1,
+        watches: bool | str = False,
+        *,
+        port: int | None = None,
+        consul_port: int | None = None,
+        fast: bool = True,
+        stop_grace: float = 15.0,
+    ):
         self.workdir = Path(workdir).absolute()
         self.size = nodes
         self.watches = watches
@@ -258,9 +291,14 @@ class TuggleCluster:
         self.agents: list[Agent] = []
         self.forced_kills: list[str] = []
         config_dirs = [str(self.workdir / "{node}" / "consul.d")] if watches else []
-        self.dev = DevCluster(nodes=nodes, http_port=consul_port, zones=zones,
-                              timings=Timings.fast() if fast else Timings(), config_dirs=config_dirs,
-                              env={"PATH": agent_env()["PATH"]})
+        self.dev = DevCluster(
+            nodes=nodes,
+            http_port=consul_port,
+            zones=zones,
+            timings=Timings.fast() if fast else Timings(),
+            config_dirs=config_dirs,
+            env={"PATH": agent_env()["PATH"]},
+        )
 
     def names(self) -> list[str]:
         return [f"node{i}" for i in range(1, self.size + 1)]

@@ -30,8 +30,7 @@ class WaitTimeout(AssertionError):
     failed expectation, and a wait nested in another's predicate fails that one too."""
 
 
-def wait_until(pred: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
-               what: str = "condition") -> T:
+def wait_until(pred: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> T:
     """Poll `pred` until it returns something truthy and return that; see the module
     docstring for what an exception from `pred` means."""
     deadline = time.monotonic() + timeout

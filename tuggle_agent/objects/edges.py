@@ -15,8 +15,9 @@ class Edge:
     elapsed: float
 
     def to_json(self) -> bytes:
-        return json.dumps({"from": self.source, "to": self.target, "start": self.start,
-                           "end": self.end, "elapsed": self.elapsed}).encode()
+        return json.dumps(
+            {"from": self.source, "to": self.target, "start": self.start, "end": self.end, "elapsed": self.elapsed}
+        ).encode()
 
     @classmethod
     def from_json(cls, raw: bytes | str | None) -> Edge | None:

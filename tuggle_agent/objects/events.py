@@ -51,7 +51,11 @@ def parse(event) -> TuggleEvent | None:
     except (UnicodeDecodeError, ValueError, TypeError):
         return None
     event_id = event.get("ID", "")
-    if verb not in VERBS or not _VERSION.fullmatch(version) or not _OBJECT_ID.fullmatch(oid) \
-            or not isinstance(event_id, str):
+    if (
+        verb not in VERBS
+        or not _VERSION.fullmatch(version)
+        or not _OBJECT_ID.fullmatch(oid)
+        or not isinstance(event_id, str)
+    ):
         return None
     return TuggleEvent(event_id, ltime, verb, version, oid)

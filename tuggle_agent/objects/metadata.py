@@ -149,6 +149,7 @@ def _load_json(raw: Any, limit: int, where: str) -> Any:
 @dataclass
 class SyncSpec:
     """A prefetch request; filters are Consul event filter regexes ('' = any)."""
+
     node: str = ""
     service: str = ""
     tag: str = ""
@@ -163,8 +164,11 @@ class SyncSpec:
             raise _bad(where, "sync", f"must be null or an object, got {type(value).__name__}")
         unknown = set(value) - set(_SYNC_FIELDS)
         if unknown:
-            raise _bad(where, "sync", f"has unknown field(s) {', '.join(sorted(map(repr, unknown)))}; "
-                                      f"expected {', '.join(_SYNC_FIELDS)}")
+            raise _bad(
+                where,
+                "sync",
+                f"has unknown field(s) {', '.join(sorted(map(repr, unknown)))}; expected {', '.join(_SYNC_FIELDS)}",
+            )
         return cls(**value)
 
     def validate(self, where: str) -> None:
@@ -234,7 +238,9 @@ class ObjectMeta:
             raise _bad(where, "version", f"must be 1 to 64 of A-Z a-z 0-9 _ -, got {self.version!r:.80}")
         _check_piece_size(self.piece_size, where)
         if not isinstance(self.content_type, str) or not _CONTENT_TYPE.fullmatch(self.content_type):
-            raise _bad(where, "content_type", f"must be 1 to 255 printable ASCII characters, got {self.content_type!r:.80}")
+            raise _bad(
+                where, "content_type", f"must be 1 to 255 printable ASCII characters, got {self.content_type!r:.80}"
+            )
         try:
             parse_rfc3339(self.created_at)
         except ValueError as exc:
@@ -258,10 +264,16 @@ class ObjectMeta:
         if d.get("id") is not None and d["id"] != object_id(name):
             # The id is the holder tag: a planted one would point fetchers at another object's holders.
             raise _bad(where, "id", f"{d['id']!r:.80} is not the md5 of the name")
-        meta = cls(name=name, size=d["size"], sha256=d["sha256"],
-                   content_type=d.get("content_type") or DEFAULT_CONTENT_TYPE,
-                   created_at=d["created_at"], version=d["version"], piece_size=d["piece_size"],
-                   sync=SyncSpec.from_value(d.get("sync"), where))
+        meta = cls(
+            name=name,
+            size=d["size"],
+            sha256=d["sha256"],
+            content_type=d.get("content_type") or DEFAULT_CONTENT_TYPE,
+            created_at=d["created_at"],
+            version=d["version"],
+            piece_size=d["piece_size"],
+            sync=SyncSpec.from_value(d.get("sync"), where),
+        )
         return meta.validate(key)
 
     @classmethod
@@ -275,13 +287,14 @@ class ObjectMeta:
         key = entry.get("Key") if isinstance(entry, dict) else None
         if not isinstance(key, str):
             raise BadMetadata(f"not a KV entry: {entry!r:.80}")
-        if prefix is not None and (not key.startswith(prefix) or "/" in key[len(prefix):]):
+        if prefix is not None and (not key.startswith(prefix) or "/" in key[len(prefix) :]):
             raise BadMetadata(f"metadata at {key}: not an object key directly under {prefix}")
         return cls.from_json(entry.get("Value"), key)
 
 
-def parse_entries(entries: Iterable[dict] | None, prefix: str | None = None
-                  ) -> tuple[list[ObjectMeta], list[tuple[str, str]]]:
+def parse_entries(
+    entries: Iterable[dict] | None, prefix: str | None = None
+) -> tuple[list[ObjectMeta], list[tuple[str, str]]]:
     """Split a recursive KV listing into valid metadata and (key, reason) for the bad
     entries, so one planted entry costs a WARNING, not the whole listing.  Keys that
     cannot be objects are neither: folders (ending in '/', as the Consul UI creates)
@@ -290,7 +303,7 @@ def parse_entries(entries: Iterable[dict] | None, prefix: str | None = None
     bad: list[tuple[str, str]] = []
     for entry in entries or []:
         key = entry.get("Key") if isinstance(entry, dict) else None
-        if isinstance(key, str) and (key.endswith("/") or (prefix is not None and "/" in key[len(prefix):])):
+        if isinstance(key, str) and (key.endswith("/") or (prefix is not None and "/" in key[len(prefix) :])):
             continue
         try:
             metas.append(ObjectMeta.from_entry(entry, prefix))
@@ -304,6 +317,7 @@ class PieceList:
     """Piece digests of one version.  Invariant for lists from `from_json`: a valid
     piece_size and 64-hex digests; with `meta`, also exactly meta's piece count and
     piece size (`validate`)."""
+
     piece_size: int
     digests: list[str]
 
@@ -319,8 +333,12 @@ class PieceList:
         if self.piece_size != meta.piece_size:
             raise _bad(where, "piece_size", f"is {self.piece_size!r}, the metadata says {meta.piece_size}")
         if len(self.digests) != meta.piece_count:
-            raise _bad(where, "sha256", f"has {len(self.digests)} digests; a size of {meta.size} "
-                                        f"in pieces of {meta.piece_size} needs {meta.piece_count}")
+            raise _bad(
+                where,
+                "sha256",
+                f"has {len(self.digests)} digests; a size of {meta.size} "
+                f"in pieces of {meta.piece_size} needs {meta.piece_count}",
+            )
         return self
 
     @classmethod

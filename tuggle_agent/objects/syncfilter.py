@@ -84,8 +84,7 @@ def check(node: str, service: str, tag: str) -> None:
         raise BadFilter("sync filter tag: a tag filter needs a service filter too (as in Consul events)")
 
 
-def matches(node_re: str, service_re: str, tag_re: str,
-            node_name: str, service_name: str, tags: Iterable[str]) -> bool:
+def matches(node_re: str, service_re: str, tag_re: str, node_name: str, service_name: str, tags: Iterable[str]) -> bool:
     """Would a Consul agent named `node_name`, running `service_name` with `tags`,
     process an event with these filters?  Consul's rules: an empty filter matches
     anything; each pattern matches anywhere in the string; the tag filter is checked

@@ -89,7 +89,9 @@ class Verifier:
         for i in range(closing, len(digests)):
             self._check(i, digests[i])
         if whole != self.meta.sha256:
-            raise PieceMismatch(f"whole-object SHA-256 of {self.meta.name} is {whole}, metadata says {self.meta.sha256}")
+            raise PieceMismatch(
+                f"whole-object SHA-256 of {self.meta.name} is {whole}, metadata says {self.meta.sha256}"
+            )
         self.verified = self.meta.size
 
     def _check(self, index: int, digest: str) -> None:

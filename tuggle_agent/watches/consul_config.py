@@ -36,24 +36,38 @@ def agent_executable() -> str:
 HANDLERS = ("script", "http")
 
 
-def render(cfg: Config, config_path: str | os.PathLike, executable: str | None = None,
-           handler: str = "script") -> dict:
+def render(cfg: Config, config_path: str | os.PathLike, executable: str | None = None, handler: str = "script") -> dict:
     """script: Consul runs `tuggle-agent handle-event` (a process per firing);
     http: Consul POSTs the same JSON straight to the node's /_tuggle/watch."""
     if handler == "http":
-        how = {"handler_type": "http", "http_handler_config": {
-            "path": f"http://{cfg.local_host}:{cfg.port}/_tuggle/watch", "method": "POST", "timeout": "10s"}}
+        how = {
+            "handler_type": "http",
+            "http_handler_config": {
+                "path": f"http://{cfg.local_host}:{cfg.port}/_tuggle/watch",
+                "method": "POST",
+                "timeout": "10s",
+            },
+        }
     else:
-        how = {"handler_type": "script", "args": [executable or agent_executable(), "handle-event",
-                                                  "--config", str(Path(config_path).absolute())]}
-    return {"watches": [
-        {"type": "keyprefix", "prefix": f"{cfg.namespace}/", **how},
-        {"type": "event", "name": cfg.namespace, **how},
-    ]}
+        how = {
+            "handler_type": "script",
+            "args": [executable or agent_executable(), "handle-event", "--config", str(Path(config_path).absolute())],
+        }
+    return {
+        "watches": [
+            {"type": "keyprefix", "prefix": f"{cfg.namespace}/", **how},
+            {"type": "event", "name": cfg.namespace, **how},
+        ]
+    }
 
 
-def install(cfg: Config, config_path: str | os.PathLike, consul_config_dir: str | os.PathLike,
-            executable: str | None = None, handler: str = "script") -> Path:
+def install(
+    cfg: Config,
+    config_path: str | os.PathLike,
+    consul_config_dir: str | os.PathLike,
+    executable: str | None = None,
+    handler: str = "script",
+) -> Path:
     out_dir = Path(consul_config_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / FILE_NAME

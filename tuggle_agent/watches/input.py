@@ -26,7 +26,9 @@ def classify(data) -> str:
     if data is None:
         return "kv"  # a keyprefix watch with no keys under the prefix
     if not isinstance(data, list):
-        raise BadInput(f"expected a JSON list (Consul keyprefix or event watch output) or null, got {type(data).__name__}")
+        raise BadInput(
+            f"expected a JSON list (Consul keyprefix or event watch output) or null, got {type(data).__name__}"
+        )
     if not data:
         return "empty"
     if all(isinstance(e, dict) and "Key" in e and "ModifyIndex" in e for e in data):

@@ -1,4 +1,5 @@
 """Refuses for the first 3 seconds after its first run for an object, then allows."""
+
 import os
 import sys
 import time

@@ -78,7 +78,12 @@ def agent_self(req: Request) -> Response:
     }
     leader = agent.datacenter.leader_addr()
     stats = {
-        "agent": {"check_monitors": "0", "check_ttls": "0", "checks": str(len(agent.checks)), "services": str(len(agent.services))},
+        "agent": {
+            "check_monitors": "0",
+            "check_ttls": "0",
+            "checks": str(len(agent.checks)),
+            "services": str(len(agent.services)),
+        },
         "consul": {
             "bootstrap": "false",
             "known_datacenters": "1",
@@ -93,7 +98,12 @@ def agent_self(req: Request) -> Response:
     return Response.json(
         {
             "Config": config,
-            "DebugConfig": {"NodeName": agent.name, "Datacenter": DATACENTER, "ClientAddrs": [agent.address], "HTTPPort": agent.port},
+            "DebugConfig": {
+                "NodeName": agent.name,
+                "Datacenter": DATACENTER,
+                "ClientAddrs": [agent.address],
+                "HTTPPort": agent.port,
+            },
             "Coord": coord,
             "Member": member(agent, agent.datacenter),
             "Stats": stats,

@@ -157,7 +157,9 @@ def _enable(req: Request) -> bool:
     try:
         return parse_bool(req.get("enable"))
     except ValueError as err:
-        raise HTTPError(400, "Missing value for enable" if not req.get("enable") else "Invalid value for enable") from err
+        raise HTTPError(
+            400, "Missing value for enable" if not req.get("enable") else "Invalid value for enable"
+        ) from err
 
 
 @routes.add("/v1/agent/maintenance", "PUT")
@@ -192,8 +194,12 @@ def _health_response(req: Request, entries: list[tuple[dict, list[dict]]]) -> Re
     code = {"passing": 200, "warning": 429, "critical": 503}[status]
     if req.get("format") == "text":
         return Response.text(code, status)
-    body = [{"AggregatedStatus": _aggregate(checks), "Service": agent_service(s), "Checks": checks} for s, checks in entries]
-    return Response.json(body[0] if len(body) == 1 and req.path.startswith("/v1/agent/health/service/id/") else body, status=code)
+    body = [
+        {"AggregatedStatus": _aggregate(checks), "Service": agent_service(s), "Checks": checks} for s, checks in entries
+    ]
+    return Response.json(
+        body[0] if len(body) == 1 and req.path.startswith("/v1/agent/health/service/id/") else body, status=code
+    )
 
 
 @routes.add("/v1/agent/health/service/id/", "GET")

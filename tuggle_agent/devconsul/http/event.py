@@ -56,7 +56,9 @@ def event_list(req: Request) -> Response:
     if min_index:
         # Agent-local pseudo blocking: wait while the (filtered) index still
         # equals the client's; events of other names re-run the check only.
-        agent.store.wait_for_change(Interest.of(topic(agent.name)), lambda: current() == min_index, timeout, agent.stopping)
+        agent.store.wait_for_change(
+            Interest.of(topic(agent.name)), lambda: current() == min_index, timeout, agent.stopping
+        )
     with agent.store.lock:
         events = req.visible(agent.events.named(name), readable)
     return Response.json(events, index=index_of(events))  # no KnownLeader headers: agent-local

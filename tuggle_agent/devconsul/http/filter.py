@@ -30,7 +30,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m:
-            raise ValueError(f"unexpected character at {pos}: {text[pos:pos + 10]!r}")
+            raise ValueError(f"unexpected character at {pos}: {text[pos : pos + 10]!r}")
         kind = m.lastgroup
         assert kind is not None  # every alternative of _TOKEN is a named group
         value = m.group(kind)

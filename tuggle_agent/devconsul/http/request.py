@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 Row = TypeVar("Row")
 
+
 class HTTPError(Exception):
     """An error with its own status code (Consul's HTTPError)."""
 

@@ -217,7 +217,10 @@ class NodeServer:
 
     def serve(self) -> None:
         self._thread = threading.Thread(
-            target=self.listener.serve_forever, kwargs={"poll_interval": 0.05}, name=f"http-{self.listener.agent.name}", daemon=True
+            target=self.listener.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"http-{self.listener.agent.name}",
+            daemon=True,
         )
         self._thread.start()
 

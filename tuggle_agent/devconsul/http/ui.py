@@ -8,12 +8,18 @@ from .request import Request, Response, Routes
 
 routes = Routes()
 
-PAGE = b"<!doctype html><title>Consul</title><p>tuggle-agent devconsul has no web UI; use the HTTP API under /v1/.</p>\n"
+PAGE = (
+    b"<!doctype html><title>Consul</title><p>tuggle-agent devconsul has no web UI; use the HTTP API under /v1/.</p>\n"
+)
 
 
 @routes.add("/", "GET", "HEAD")
 def root(req: Request) -> Response:
-    return Response(301, b'<a href="/ui/">Moved Permanently</a>.\n', {"Location": "/ui/", "Content-Type": "text/html; charset=utf-8"})
+    return Response(
+        301,
+        b'<a href="/ui/">Moved Permanently</a>.\n',
+        {"Location": "/ui/", "Content-Type": "text/html; charset=utf-8"},
+    )
 
 
 @routes.add("/ui/", "GET", "HEAD")

@@ -255,14 +255,26 @@ class Agent:
                 if not timeout or check.critical_since is None or not check.definition.service_id:
                     continue
                 if now - check.critical_since > max(timeout, self.timings.deregister_critical_min):
-                    self.log.info("reaping service %s: check %s critical too long", check.definition.service_id, check.definition.check_id)
+                    self.log.info(
+                        "reaping service %s: check %s critical too long",
+                        check.definition.service_id,
+                        check.definition.check_id,
+                    )
                     self._remove_service(txn, check.definition.service_id)
         self._schedule_reap()
 
     # -- catalog sync -------------------------------------------------------------------
     def _consul_service(self) -> dict:
         service, _ = parse_service(Fields({"Name": "consul", "Port": self.server_port}))
-        service["Meta"] = {"non_voter": "false", "raft_version": "3", "read_replica": "false", "serf_protocol_current": "2", "serf_protocol_max": "5", "serf_protocol_min": "1", "version": CONSUL_VERSION}
+        service["Meta"] = {
+            "non_voter": "false",
+            "raft_version": "3",
+            "read_replica": "false",
+            "serf_protocol_current": "2",
+            "serf_protocol_max": "5",
+            "serf_protocol_min": "1",
+            "version": CONSUL_VERSION,
+        }
         return service
 
     def _set_serf(self, txn, alive: bool) -> None:
@@ -274,7 +286,9 @@ class Agent:
         return health_check(self.name, check.definition, check.status, check.output, service)
 
     # -- services -------------------------------------------------------------------------
-    def register_service(self, body: Fields, replace_checks: bool, vet: Callable[[dict], None] = lambda s: None) -> None:
+    def register_service(
+        self, body: Fields, replace_checks: bool, vet: Callable[[dict], None] = lambda s: None
+    ) -> None:
         """Register a service with its checks (and its sidecar). `vet` sees
         every service to register before anything changes and may refuse it
         by raising (the HTTP layer's ACL check)."""

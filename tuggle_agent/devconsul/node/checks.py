@@ -99,7 +99,10 @@ class HTTPCheck(IntervalCheck):
         try:
             resp, body = self._fetch(url, method, headers)
         except TimeoutError:
-            return "critical", f'{go_method} "{check.http}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
+            return (
+                "critical",
+                f'{go_method} "{check.http}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)',
+            )
         except ConnectionRefusedError:
             return "critical", f'{go_method} "{check.http}": dial tcp {url.netloc}: connect: connection refused'
         except ConnectionResetError:
@@ -212,7 +215,9 @@ class TTLCheck:
         self.report("critical", output)
 
 
-def make_runner(check: CheckDef, report: Report, timings: Timings, scheduler: Scheduler) -> IntervalCheck | TTLCheck | None:
+def make_runner(
+    check: CheckDef, report: Report, timings: Timings, scheduler: Scheduler
+) -> IntervalCheck | TTLCheck | None:
     """The runner for a check definition, or None for status-only checks."""
     if check.kind == "ttl":
         return TTLCheck(check, report, scheduler)

@@ -90,7 +90,13 @@ def decode_result(spec: WatchSpec, data: Any, last_index: int | None) -> Any:
 
 class Plan:
     def __init__(
-        self, spec: WatchSpec, port: int, handler: Handler, timings: Timings, log: logging.Logger, default_token: str = ""
+        self,
+        spec: WatchSpec,
+        port: int,
+        handler: Handler,
+        timings: Timings,
+        log: logging.Logger,
+        default_token: str = "",
     ):
         self.spec = spec
         # A watch without its own `token` sends none to Consul, whose HTTP

@@ -180,7 +180,11 @@ class ACL:
     def _links(self, token: dict) -> list[dict]:
         """Policy links of a token, named, leaving out deleted policies."""
         policies = self.store.acl_policies
-        return [{"ID": link["ID"], "Name": policies[link["ID"]]["Name"]} for link in token["Policies"] if link["ID"] in policies]
+        return [
+            {"ID": link["ID"], "Name": policies[link["ID"]]["Name"]}
+            for link in token["Policies"]
+            if link["ID"] in policies
+        ]
 
     # -- policies -----------------------------------------------------------------------
     def policies(self) -> list[dict]:

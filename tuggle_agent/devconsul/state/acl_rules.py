@@ -85,7 +85,9 @@ def parse_rules(text: str) -> Rules:
                 if level not in _valid_levels(resource):
                     raise StateError(f"Invalid {kind} policy: {segment!r} {{ policy = {level!r} }}")
                 if body.get("intentions", READ) not in (READ, WRITE, DENY):  # parsed, not enforced
-                    raise StateError(f"Invalid {kind} intentions policy: {segment!r} {{ intentions = {body['intentions']!r} }}")
+                    raise StateError(
+                        f"Invalid {kind} intentions policy: {segment!r} {{ intentions = {body['intentions']!r} }}"
+                    )
                 rules.add(table.setdefault(resource, {}), str(segment), level)
     return rules
 
@@ -141,7 +143,12 @@ class Authorizer:
         base = prefixes[max(above, key=len)] == WRITE if above else None
         if base is False:
             return False
-        below = [level for table in (prefixes, self.rules.exact.get("key", {})) for s, level in table.items() if s.startswith(prefix)]
+        below = [
+            level
+            for table in (prefixes, self.rules.exact.get("key", {}))
+            for s, level in table.items()
+            if s.startswith(prefix)
+        ]
         if any(level != WRITE for level in below):
             return False
         return base

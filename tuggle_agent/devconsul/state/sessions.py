@@ -59,7 +59,9 @@ class Sessions:
             node_checks = []
         elif checks == [SERF_CHECK] or not node_checks:
             checks = []
-        service_checks = [{"ID": c.get("ID", ""), "Namespace": c.get("Namespace", "")} for c in body.items("ServiceChecks")]
+        service_checks = [
+            {"ID": c.get("ID", ""), "Namespace": c.get("Namespace", "")} for c in body.items("ServiceChecks")
+        ]
         behavior = body.get("Behavior", "") or "release"
         if behavior not in ("release", "delete"):
             raise StateError(f"Invalid Behavior setting '{behavior}'")

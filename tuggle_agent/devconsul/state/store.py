@@ -71,7 +71,17 @@ class Store:
     """Shared tables of the simulated servers. Rows are plain dicts/objects
     owned by the area modules; everything is read and written under `lock`."""
 
-    TABLES = ("kvs", "tombstones", "sessions", "nodes", "services", "checks", "coordinates", "acl_policies", "acl_tokens")
+    TABLES = (
+        "kvs",
+        "tombstones",
+        "sessions",
+        "nodes",
+        "services",
+        "checks",
+        "coordinates",
+        "acl_policies",
+        "acl_tokens",
+    )
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
