@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from tuggle_agent.harness import TuggleCluster, agent_command, wait_until
+from tuggle_agent.objects.names import object_id
 
 MiB = 2**20
 HOOK = Path(__file__).parent / "hook_scripts"
@@ -151,9 +152,11 @@ def test_filtered_sync_reaches_only_matching_nodes(watch_cluster3, unique_name):
     n1.put(marker + "?sync", b"m")
     wait_until(lambda: holds(n3, marker, b"m"), 20, what="node3 to handle a later sync")
     assert not n3.local_file(name).exists(), "node3 does not match node=node[12]$"
-    # durable too: a reconcile (any KV change, or restart) applies the same filter
-    requests.post(n3.url + "/_tuggle/reconcile")
-    assert not n3.local_file(name).exists()
+    # durable too: a reconcile (any KV change, or restart) applies the same filter -- it
+    # starts no prefetch of it (checked in its answer: a fetch would land only later)
+    r = requests.post(n3.url + "/_tuggle/reconcile").json()
+    assert name not in r["prefetching"]
+    assert not n3.fetching(name) and not n3.local_file(name).exists()
 
 
 def test_slow_prefetch_does_not_delay_a_delete(watch_cluster3, unique_name):
@@ -176,7 +179,7 @@ def test_slow_prefetch_does_not_delay_a_delete(watch_cluster3, unique_name):
     )
     assert time.monotonic() - t0 < 3.0
     assert not n3.local_file(name).exists()
-    assert list((n3.data_dir / ".tmp").glob(f"*{name}*")) == []
+    assert list((n3.data_dir / ".tmp").glob(f"*{object_id(name)}*")) == []  # temp files are named by id
 
 
 def test_hooks_get_the_documented_environment(watch_cluster3, unique_name):
