@@ -19,6 +19,7 @@ COMMANDS = {
     "devconsul": "tuggle_agent.devconsul.cli:devconsul_command",
     "handle-event": "tuggle_agent.cli.handle_event:handle_event_command",
     "install-watches": "tuggle_agent.cli.install_watches:install_watches_command",
+    "adopt": "tuggle_agent.cli.adopt:adopt_command",
 }
 
 
