@@ -1,5 +1,6 @@
 """The HTTP API on a real 3-node cluster: the Go tuggle's README scenario and its edges."""
 
+import http.client
 import json
 import os
 import socket
@@ -7,7 +8,7 @@ import time
 
 import requests
 
-from tuggle_agent.harness import wait_until
+from tuggle_agent.harness import TuggleCluster, wait_until
 from tuggle_agent.objects.names import object_id
 
 
@@ -168,8 +169,6 @@ def test_consul_down_gives_a_clear_503_and_recovers(cluster3, unique_name):
 
 
 def test_max_upload_size_is_enforced(tmp_path, unique_name):
-    from tuggle_agent.harness import TuggleCluster
-
     with TuggleCluster(tmp_path, nodes=1, settings={"max_upload_size": "1MB"}) as c:
         name = unique_name()
         r = c[0].put(name, os.urandom(2_000_000))
@@ -179,10 +178,6 @@ def test_max_upload_size_is_enforced(tmp_path, unique_name):
 
 
 def test_writes_from_outside_write_allow_are_refused(tmp_path, unique_name):
-    import http.client
-
-    from tuggle_agent.harness import TuggleCluster
-
     with TuggleCluster(tmp_path, nodes=1, settings={"write_allow": ["127.0.0.1/32"]}) as c:
         name = unique_name()
         for method in ("PUT", "DELETE"):
