@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests import REPO
+from tuggle_agent.harness import agent_env
 
 HOOKS = REPO / "hooks"
 # `#!/usr/bin/env python3` finds the interpreter running the tests first (a version manager's shim
 # on PATH would cost ~100 ms a run); the scripts use only the standard library.
-PATH = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+PATH = agent_env()["PATH"]
 
 
 def tuggle_env(path: Path, **extra: str) -> dict[str, str]:
