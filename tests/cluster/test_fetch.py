@@ -57,7 +57,9 @@ def test_fetch_rate_is_shared_by_concurrent_fetches(fetch_cluster4, unique_name)
     elapsed = time.monotonic() - t0
     assert results == bodies
     rate = 6 * MiB / elapsed
-    assert 0.85 * 2 * MiB <= rate <= 1.15 * 2 * MiB, f"{rate / MiB:.2f} MiB/s against a 2 MiB/s limit"
+    # Upper bound: the cap is shared (unshared, three fetches would run at 6 MiB/s). Lower bound
+    # loose enough for a loaded CI machine, still tight enough to catch bytes counted twice (1 MiB/s).
+    assert 0.6 * 2 * MiB <= rate <= 1.15 * 2 * MiB, f"{rate / MiB:.2f} MiB/s against a 2 MiB/s limit"
 
 
 def on_node1_and_node2(cluster, name: str, size: int) -> bytes:

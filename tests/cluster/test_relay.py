@@ -150,7 +150,8 @@ def test_serve_rate_caps_uploads_shared_by_concurrent_peers(tmp_path, unique_nam
             list(pool.map(lambda an: an[0].get(an[1]), zip(c.agents[1:], names, strict=True)))
         elapsed = time.monotonic() - t0
         rate = 6 * MiB / elapsed
-        assert 0.85 * 2 * MiB <= rate <= 1.15 * 2 * MiB, f"{rate / MiB:.2f} MiB/s against serve_rate 2 MiB/s"
+        # shared cap (upper); lower bound loose for loaded machines, still catching double counting
+        assert 0.6 * 2 * MiB <= rate <= 1.15 * 2 * MiB, f"{rate / MiB:.2f} MiB/s against serve_rate 2 MiB/s"
         for a, n in zip(c.agents[1:], names, strict=True):
             assert a.local_file(n).stat().st_size == 2 * MiB
 
