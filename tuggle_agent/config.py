@@ -301,6 +301,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("write_token_file", _opt_str, None),
     Setting("threads", _int_range(4, 1024), 64),
     Setting("connection_limit", _int_range(16, 100000), 1024),
+    Setting("max_serving_peers", _int_range(1, 1000), 16),
     Setting("idle_timeout", _positive_duration, 75.0),
     Setting("check_interval", _positive_duration, 10.0),
     Setting("check_timeout", _positive_duration, 5.0),
@@ -388,6 +389,7 @@ class Config:
     write_token_file: str | None
     threads: int
     connection_limit: int
+    max_serving_peers: int
     idle_timeout: float
     check_interval: float
     check_timeout: float

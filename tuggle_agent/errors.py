@@ -57,6 +57,12 @@ class NoHolder(Unavailable):
     retry_after = 5
 
 
+class Busy(Unavailable):
+    """This node is serving as many peers as it allows (max_serving_peers); try another holder."""
+
+    retry_after = 1
+
+
 class Vetoed(Unavailable):
     """A pre_download hook refused the download."""
 

@@ -38,6 +38,9 @@ ORPHANS = Gauge(
 BAD_ENTRIES = Gauge(
     "tuggle_bad_kv_entries", "Keys under the namespace prefix that are not valid metadata", registry=REGISTRY
 )
+PEERS_REFUSED = Counter(
+    "tuggle_peers_refused", "Peer requests answered 503 because max_serving_peers were being served", registry=REGISTRY
+)
 CORRUPT_COPIES = Counter("tuggle_corrupt_copies", "Local copies found corrupt and removed", registry=REGISTRY)
 
 

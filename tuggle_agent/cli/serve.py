@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 
 import click
@@ -51,30 +50,28 @@ def serve_command(config_path, **flags):
         server = make_server(cfg, late)
     except OSError as exc:
         raise click.ClickException(
-            f"cannot listen on {cfg.bind}:{cfg.port}: {exc.strerror}. Is another "
-            "tuggle-agent (or another program) using the port? Choose another `port`; "
-            "nothing was registered in Consul"
+            f"cannot listen on {cfg.bind}:{cfg.port}: {exc}. Is another tuggle-agent (or another program) "
+            "using the port? Choose another `port`; nothing was registered in Consul"
         ) from None
     try:
         node = Node.start(cfg, store)
     except ConsulUnavailable as exc:
-        server.close()
+        server.stop()
         raise click.ClickException(str(exc)) from None
     late.app = TuggleApp(node)
 
-    def stop(signum, frame):
-        log.info("signal %d: cancelling fetches, deregistering from Consul and stopping", signum)
-        node.close()
-        server.close()
-        sys.exit(0)
-
-    def reload(signum, frame):
-        # Off the signal handler's frame: reconcile talks to Consul and may take a while.
-        threading.Thread(target=_reload, args=(node, config_path, flags), name="sighup", daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, reload)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
+    # Off the signal handler's frame: reconcile talks to Consul and may take a while.
+    signal.signal(
+        signal.SIGHUP,
+        lambda signum, frame: threading.Thread(
+            target=_reload, args=(node, config_path, flags), name="sighup", daemon=True
+        ).start(),
+    )
+    accept = threading.Thread(target=server.serve, name="http-accept", daemon=True)
+    accept.start()
     log.info(
         "tuggle-agent node %s serving %s on %s:%d (namespace %s, data %s)",
         node.name,
@@ -85,7 +82,14 @@ def serve_command(config_path, **flags):
         cfg.data_dir,
     )
     print(f"tuggle-agent ready: node {node.name} http://{cfg.bind}:{cfg.port}", flush=True)
-    server.run()
+    while not stopping.wait(1.0):
+        if not accept.is_alive():
+            log.error("the HTTP server stopped unexpectedly; leaving the cluster")
+            break
+    log.info("stopping: cancelling fetches, deregistering from Consul, closing connections")
+    node.close()
+    server.stop()
+    accept.join(10)
 
 
 def _reload(node: Node, config_path, flags) -> None:

@@ -33,7 +33,7 @@ from ..consul.kv import ObjectsKV
 from ..consul.relay import RelayRegistry
 from ..consul.semaphore import Semaphore
 from ..consul.session import RenewedSession
-from ..errors import Deleted, Exists, FetchOnly, Invalid, NoSpace, NotFound, TooLarge, TuggleError
+from ..errors import Busy, Deleted, Exists, FetchOnly, Invalid, NoSpace, NotFound, TooLarge, TuggleError
 from ..objects import syncfilter
 from ..objects.edges import Edge
 from ..objects.metadata import ObjectMeta, PieceList, SyncSpec, now_rfc3339, piece_size_for
@@ -63,6 +63,34 @@ class Opened:
     download: Download | None = None
 
 
+class Lease:
+    """Iterates `chunks` holding a slot, released exactly once: when the chunks are done or
+    when the server closes the body (a client gone early; a generator never started would
+    not run its finally, so this is a class)."""
+
+    def __init__(self, chunks: Iterator[bytes], release: Callable[[], None]):
+        self._chunks = chunks
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> Lease:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._chunks)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+            release()
+
+
 def _wait_for_consul(service: HolderService, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     delay = 0.2
@@ -90,6 +118,10 @@ class Node:
         self.finder = HolderFinder(client, cfg.namespace)
         self.copies = Copies(cfg, store, service, name)
         self.serve_bucket = TokenBucket(cfg.serve_rate)
+        # Legitimate peers are few (each source's Consul semaphore admits max_fetch_per_source
+        # fetchers, plus one relay); the cap keeps anyone who merely sends X-Tuggle-Internal
+        # from tying up every HTTP thread with slow reads.
+        self._peer_slots = threading.BoundedSemaphore(cfg.max_serving_peers)
         # Our sessions die with our HTTP check as well as with the node (see session.py).
         checks = ["serfHealth", f"service:{cfg.namespace}"]
         self.fetcher = Fetcher(
@@ -327,17 +359,26 @@ class Node:
     ) -> tuple[ObjectMeta, tuple[int, int], Iterator[bytes]]:
         """For a peer: the bytes `bounds(size)` gives, from local bytes only -- a complete copy,
         or with pipelined relay the verified part of a fetch in progress -- never by starting
-        a fetch."""
+        a fetch.  Holds one of `max_serving_peers` slots until the body is done or closed."""
         meta = self.meta(name)
         start, end = bounds(meta.size)
         local = self.copies.checked(name, meta.version)
+        d = self.fetcher.active(name) if self.cfg.pipelined and local is None else None
+        if local is None and (d is None or d.meta.version != meta.version):
+            raise NotFound(f"{name} is not held on this node")
+        if not self._peer_slots.acquire(blocking=False):
+            metrics.PEERS_REFUSED.inc()
+            raise Busy(
+                f"{self.name} is already serving {self.cfg.max_serving_peers} peers (max_serving_peers); "
+                "try another holder"
+            )
         if local is not None:
             whole = (start, end) == (0, meta.size) and self.cfg.verify_on_serve
-            return meta, (start, end), self._to_peer(self._file_bytes(local.path, meta, start, end, whole))
-        d = self.fetcher.active(name) if self.cfg.pipelined else None
-        if d is not None and d.meta.version == meta.version:
-            return meta, (start, end), self._to_peer(d.read(start, end))
-        raise NotFound(f"{name} is not held on this node")
+            chunks = self._file_bytes(local.path, meta, start, end, whole)
+        else:
+            assert d is not None
+            chunks = d.read(start, end)
+        return meta, (start, end), Lease(self._to_peer(chunks), self._peer_slots.release)
 
     def _file_bytes(self, path: Path, meta: ObjectMeta, start: int, end: int, verify: bool) -> Iterator[bytes]:
         """A whole read re-checks our copy on the way (a peer verifies too, but a bad copy

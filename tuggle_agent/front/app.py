@@ -33,6 +33,7 @@ from ..engine.node import Node
 from ..engine.peer import INTERNAL_HEADER, content_range
 from ..errors import (
     BadSources,
+    Busy,
     Deleted,
     Exists,
     FetchOnly,
@@ -68,6 +69,7 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (TooLarge, 413),
     (NoSpace, 507),
     (NoHolder, 503),
+    (Busy, 503),
     (Unavailable, 503),
     (BadSources, 502),
     (TimedOut, 504),

@@ -61,7 +61,7 @@ def free_port() -> int:
 
 def port_is_free(port: int) -> bool:
     """Whether a server could listen on 127.0.0.1:`port` now. SO_REUSEADDR, as
-    waitress and the dev agent set it, so a port in TIME_WAIT counts as free while
+    our HTTP server and the dev agent set it, so a port in TIME_WAIT counts as free while
     one any socket holds (listening or merely bound) does not."""
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
