@@ -8,7 +8,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
 from tuggle_agent.harness import TuggleCluster, wait_until
 
@@ -20,9 +19,12 @@ MARGIN = 4.0
 def holder_cluster3(tmp_path_factory):
     """Three nodes, holder_wait 3s and fetch_timeout 60s (a hang shows as ~60 s, an answer
     as ~3 s); node3 scrubs its copies every second."""
-    with TuggleCluster(tmp_path_factory.mktemp("holders"), nodes=3,
-                       settings={"holder_wait": f"{HOLDER_WAIT:g}s", "fetch_timeout": "60s"},
-                       per_node={"node3": {"scrub_interval": "1s"}}) as c:
+    with TuggleCluster(
+        tmp_path_factory.mktemp("holders"),
+        nodes=3,
+        settings={"holder_wait": f"{HOLDER_WAIT:g}s", "fetch_timeout": "60s"},
+        per_node={"node3": {"scrub_interval": "1s"}},
+    ) as c:
         yield c
 
 
@@ -97,7 +99,7 @@ def test_corrupt_only_copy_gives_502_within_holder_wait(holder_cluster3, unique_
     assert elapsed <= HOLDER_WAIT + MARGIN, f"the client waited {elapsed:.1f}s"
     assert r.content != body and not n2.local_file(name).exists()
     # node2 tried node1 a few times at most, not 80-130 times a second
-    attempts = n2.log()[log_before:].count(f"failed SHA-256 verification")
+    attempts = n2.log()[log_before:].count("failed SHA-256 verification")
     assert 1 <= attempts <= 3, f"{attempts} corrupt transfers from node1 for one GET"
     # node1 was told, re-hashed and dropped its copy and its tag
     wait_until(lambda: "node1" not in holder_cluster3.holders(name), 10, what="node1 to drop its tag")

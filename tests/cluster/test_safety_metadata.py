@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tuggle_agent.harness import TuggleCluster, wait_until
+from tuggle_agent.harness import TuggleCluster
 
 KiB = 1024
 
@@ -68,8 +68,13 @@ def test_planted_bad_metadata_is_skipped_reported_and_deletable(meta_cluster3, u
     neg, badsync, junk = unique_name(), unique_name(), unique_name()
     planted = {
         neg: json.dumps({**template, "name": neg, "piece_size": -1}),
-        badsync: json.dumps({**template, "name": badsync,
-                             "sync": {"node": "(", "service": "", "tag": "", "requested_at": "2026-01-01T00:00:00Z"}}),
+        badsync: json.dumps(
+            {
+                **template,
+                "name": badsync,
+                "sync": {"node": "(", "service": "", "tag": "", "requested_at": "2026-01-01T00:00:00Z"},
+            }
+        ),
         a: json.dumps(good_meta(n1, b)),  # key tuggle/a holds b's metadata
         junk: "this is { not json",
     }

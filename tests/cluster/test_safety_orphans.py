@@ -19,8 +19,9 @@ from tuggle_agent.objects.names import object_id
 def orphan_cluster3(tmp_path_factory):
     """Three nodes with Consul watches (http handlers, so a KV change reconciles every
     node and a DELETE event reaches every node, as in production)."""
-    with TuggleCluster(tmp_path_factory.mktemp("orphans"), nodes=3, watches="http",
-                       settings={"holder_wait": "3s"}) as c:
+    with TuggleCluster(
+        tmp_path_factory.mktemp("orphans"), nodes=3, watches="http", settings={"holder_wait": "3s"}
+    ) as c:
         yield c
 
 
@@ -72,8 +73,9 @@ def test_restart_with_a_typo_namespace_keeps_the_copy_as_an_orphan(tmp_path, uni
             assert orphans_metric(n2) >= 1
             assert "node2" not in c.holders(name)
             _, mine = c.consul("node2").catalog.service("tuggel")
-            assert mine and all(object_id(name) not in e["ServiceTags"] for e in mine), \
+            assert mine and all(object_id(name) not in e["ServiceTags"] for e in mine), (
                 "an orphan is advertised under the typo'd namespace"
+            )
             assert n2.log().count(f"keeping local copy of {name} as an orphan") == 1
             # a second reconcile keeps it too, and does not warn again
             assert requests.post(n2.url + "/_tuggle/reconcile", timeout=10).ok
@@ -110,18 +112,19 @@ def test_emptied_kv_deletes_nothing_and_adopt_publishes_once(tmp_path, unique_na
 
         # Two holders adopt at once: the KV check-and-set lets exactly one publish.
         with ThreadPoolExecutor(2) as pool:
-            answers = list(pool.map(lambda a: requests.post(f"{a.url}/_tuggle/adopt", params={"name": name},
-                                                            timeout=30), (n1, n2)))
+            answers = list(
+                pool.map(lambda a: requests.post(f"{a.url}/_tuggle/adopt", params={"name": name}, timeout=30), (n1, n2))
+            )
         assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
         results = sorted(r.json()[name] for r in answers)
-        assert results == ["already published; advertising this copy", "published again from this node's copy"], \
-            results
+        assert results == ["already published; advertising this copy", "published again from this node's copy"], results
         assert c.consul().kv.get(f"tuggle/{name}")[1] is not None
         wait_until(lambda: c.holders(name) == {"node1", "node2"}, 10, what="both holders advertising")
         r = n3.get(name)
         assert (r.status_code, r.content == body) == (200, True), r.text[:300]
-        assert c.consul().kv.get(f"tuggle.pieces/{name}/{version_of(n1, name)}")[1] is not None, \
+        assert c.consul().kv.get(f"tuggle.pieces/{name}/{version_of(n1, name)}")[1] is not None, (
             "the piece digests of the adopted version are missing"
+        )
         assert n3.local_file(name).read_bytes() == body
         assert name not in orphan_names(n1) and name not in orphan_names(n2)
         # the other orphan was not adopted: still there, still an orphan

@@ -2,6 +2,7 @@
 a version replaced while a node was down, the max_upload_size boundary, a PUT ?sync
 whose event cannot be fired, and a SIGTERM that lands while reconciles run."""
 
+import contextlib
 import os
 import sys
 import threading
@@ -33,10 +34,22 @@ def small_cluster3(tmp_path_factory):
     work = tmp_path_factory.mktemp("small")
     (work / "marks").mkdir()
     (work / "slow_hook.py").write_text(SLOW_HOOK)
-    hooks = {"post_download": [{"command": [sys.executable, str(work / "slow_hook.py"), str(work / "marks")],
-                                "match": "slowhook-*", "timeout": "30s"}]}
-    with TuggleCluster(work, nodes=3, watches="http", settings={"holder_wait": "3s"}, per_node={
-            "node2": {"hooks": hooks}, "node3": {"max_upload_size": LIMIT}}) as c:
+    hooks = {
+        "post_download": [
+            {
+                "command": [sys.executable, str(work / "slow_hook.py"), str(work / "marks")],
+                "match": "slowhook-*",
+                "timeout": "30s",
+            }
+        ]
+    }
+    with TuggleCluster(
+        work,
+        nodes=3,
+        watches="http",
+        settings={"holder_wait": "3s"},
+        per_node={"node2": {"hooks": hooks}, "node3": {"max_upload_size": LIMIT}},
+    ) as c:
         yield c
 
 
@@ -114,9 +127,9 @@ def test_chunked_body_of_exactly_max_upload_size_is_accepted(small_cluster3, uni
     n3 = small_cluster3[2]
     exact, over = unique_name(), unique_name()
     data = os.urandom(LIMIT + 1)
-    r = n3.put(exact, iter([data[:LIMIT // 2], data[LIMIT // 2:LIMIT]]))
+    r = n3.put(exact, iter([data[: LIMIT // 2], data[LIMIT // 2 : LIMIT]]))
     assert r.status_code == 201, (r.status_code, r.text)
-    r = n3.put(over, iter([data[:LIMIT // 2], data[LIMIT // 2:]]))
+    r = n3.put(over, iter([data[: LIMIT // 2], data[LIMIT // 2 :]]))
     assert r.status_code == 413, (r.status_code, r.text)
     assert n3.get(over).status_code == 404
     assert n3.get(exact).content == data[:LIMIT]
@@ -130,10 +143,8 @@ def test_sigterm_during_reconciles_leaves_no_registration(small_cluster3):
 
     def hammer():
         while not stop.is_set():
-            try:
+            with contextlib.suppress(requests.RequestException):
                 requests.post(n3.url + "/_tuggle/reconcile", timeout=2)
-            except requests.RequestException:
-                pass
 
     threads = [threading.Thread(target=hammer, daemon=True) for _ in range(4)]
     for t in threads:
@@ -160,24 +171,29 @@ def test_put_sync_answers_201_when_the_event_cannot_be_fired(tmp_path, unique_na
     the object is stored and marked for sync in KV (durable), so the PUT is a 201."""
     monkeypatch.setenv("CONSUL_HTTP_TOKEN", MASTER)  # the harness's own py-consul clients
     plain_env = harness_cluster.agent_env
-    monkeypatch.setattr(harness_cluster, "agent_env",
-                        lambda: {k: v for k, v in plain_env().items() if k != "CONSUL_HTTP_TOKEN"})
+    monkeypatch.setattr(
+        harness_cluster, "agent_env", lambda: {k: v for k, v in plain_env().items() if k != "CONSUL_HTTP_TOKEN"}
+    )
     token_file = tmp_path / "consul-token"
     token_file.write_text(MASTER)
     c = TuggleCluster(tmp_path / "c", nodes=1, settings={"consul.token_file": str(token_file)})
-    c.dev = DevCluster(nodes=1, timings=Timings.fast(), acl=True, acl_master_token=MASTER,
-                       env={"PATH": plain_env()["PATH"]})
+    c.dev = DevCluster(
+        nodes=1, timings=Timings.fast(), acl=True, acl_master_token=MASTER, env={"PATH": plain_env()["PATH"]}
+    )
     with c:
         n1 = c[0]
         master = c.dev.consul("node1", token=MASTER)
-        policy = master.acl.policy.create("tuggle-no-events", rules={
-            "key_prefix": {"tuggle": {"policy": "write"}},
-            "service": {"tuggle": {"policy": "write"}},
-            "session": {"node1": {"policy": "write"}},
-            "node_prefix": {"": {"policy": "read"}},
-            "agent_prefix": {"": {"policy": "read"}},
-            "event_prefix": {"": {"policy": "deny"}},
-        })
+        policy = master.acl.policy.create(
+            "tuggle-no-events",
+            rules={
+                "key_prefix": {"tuggle": {"policy": "write"}},
+                "service": {"tuggle": {"policy": "write"}},
+                "session": {"node1": {"policy": "write"}},
+                "node_prefix": {"": {"policy": "read"}},
+                "agent_prefix": {"": {"policy": "read"}},
+                "event_prefix": {"": {"policy": "deny"}},
+            },
+        )
         token = master.acl.token.create(policies_id=[policy["ID"]], description="no events")["SecretID"]
         token_file.write_text(token)
         n1.restart()
