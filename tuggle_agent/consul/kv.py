@@ -74,7 +74,12 @@ class ObjectsKV:
             self.c.kv.put(pieces_key, pieces.to_json())
             if self.c.kv.put(self.keys.meta(meta.name), meta.to_json(), cas=0):
                 return True
-            self.c.kv.delete(pieces_key)
+            # The name is taken.  Our piece list goes -- unless the winner is this very version
+            # (two holders adopting one orphan at once wrote the same key): it is theirs too.
+            _, entry = self.c.kv.get(self.keys.meta(meta.name))
+            winner = self._parsed(entry) if entry is not None else None
+            if winner is None or winner.version != meta.version:
+                self.c.kv.delete(pieces_key)
             return False
 
     def update(self, meta: ObjectMeta, modify_index: int) -> bool:
