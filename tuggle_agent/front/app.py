@@ -108,6 +108,20 @@ ROUTES = Map(
 )
 
 
+class Body:
+    """The request body as the engine reads it: a malformed chunked encoding is the
+    client's error (400), not ours (500)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.stream.read(n)
+        except ValueError as exc:
+            raise Invalid(f"malformed request body ({exc}); nothing stored") from None
+
+
 class TuggleApp:
     def __init__(self, node: Node):
         self.node = node
@@ -236,7 +250,7 @@ class TuggleApp:
         # Refuse on the request line and headers alone, before a byte of the body is read.
         self.node.check_upload(name, length)
         ctype = req.headers.get("Content-Type") or DEFAULT_CONTENT_TYPE
-        meta = self.node.upload(name, req.environ["wsgi.input"], length, ctype, sync)
+        meta = self.node.upload(name, Body(req.environ["wsgi.input"]), length, ctype, sync)
         resp = text(f"stored {name}: {meta.size} bytes, sha256 {meta.sha256}", 201)
         resp.headers["ETag"] = f'"{meta.etag}"'
         resp.headers["X-Tuggle-Object-Id"] = meta.id

@@ -1,0 +1,150 @@
+"""Refuse before receiving, and connections that must not take the node out of service
+(issue 8 §4): real sockets against a real `serve`."""
+
+import http.client
+import os
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from tuggle_agent.harness import TuggleCluster, wait_until
+
+MiB = 1 << 20
+BIG = 300 * MiB
+
+
+@pytest.fixture(scope="module")
+def limits_cluster(tmp_path_factory):
+    """node1 accepts writes from 127.0.0.1 only and at most 64 MiB; node2 is fetch-only;
+    node2 serves at most 4 peers at once."""
+    with TuggleCluster(
+        tmp_path_factory.mktemp("limits"),
+        nodes=2,
+        settings={"max_upload_size": "64MiB"},
+        per_node={"node1": {"write_allow": ["127.0.0.1/32"]}, "node2": {"fetch_only": True, "max_serving_peers": 4}},
+    ) as c:
+        yield c
+
+
+def answer_before_body(port: int, head: str, source: str, size: int) -> tuple[str, int, bool]:
+    """Send a request's headers announcing a `size`-byte body, then push the body while
+    watching for the answer.  Returns (status line, body bytes sent before the answer
+    arrived, whether the server then closed the connection)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)  # what we "sent" ~ what the server took
+    try:
+        s.sendall(head.encode() + f"Content-Length: {size}\r\n\r\n".encode())
+        sent = 0
+        block = b"x" * 65536
+        s.setblocking(False)
+        answer = b""
+        deadline = time.monotonic() + 20
+        while b"\r\n" not in answer and time.monotonic() < deadline:
+            try:
+                answer += s.recv(65536)
+                continue
+            except BlockingIOError:
+                pass
+            try:
+                sent += s.send(block)
+            except BlockingIOError:
+                time.sleep(0.005)
+            except OSError:
+                break  # reset: the answer may still be in our receive buffer
+        s.setblocking(True)
+        s.settimeout(5)
+        closed = False
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    closed = True
+                    break
+                answer += data
+        except (ConnectionResetError, TimeoutError):
+            closed = True if not answer.endswith(b"\n") else closed
+        return answer.split(b"\r\n", 1)[0].decode(errors="replace"), sent, closed
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize(
+    "case,node,path,source,status",
+    [
+        ("outside write_allow", 0, "/a-new-name", "127.0.0.2", "403"),
+        ("existing name", 0, "/exists.bin", "127.0.0.1", "409"),
+        ("bad name", 0, "/.bad", "127.0.0.1", "400"),
+        ("fetch-only node", 1, "/a-new-name", "127.0.0.1", "405"),
+        ("above max_upload_size", 0, "/too-big", "127.0.0.1", "413"),
+    ],
+)
+def test_refusals_come_before_the_body(limits_cluster, case, node, path, source, status):
+    c = limits_cluster
+    if case == "existing name" and c[0].get("exists.bin").status_code == 404:
+        assert c[0].put("exists.bin", b"here").status_code == 201
+    head = f"PUT {path} HTTP/1.1\r\nHost: x\r\n"
+    # 60 MiB is within max_upload_size (64 MiB): only the 413 case announces more.
+    size = BIG if status == "413" else 60 * MiB
+    line, sent, closed = answer_before_body(c[node].port, head, source, size)
+    assert status in line, f"{case}: {line}"
+    assert sent < MiB, f"{case}: the client could send {sent} bytes of the body before the answer"
+    assert closed, f"{case}: the connection must be closed rather than the body drained"
+    assert c[0].get("?ping").status_code == 200
+
+
+def test_accepted_upload_streams_to_the_data_dir(limits_cluster, unique_name):
+    c = limits_cluster
+    name = unique_name()
+    body = os.urandom(20 * MiB)
+    seen = []
+
+    def watch_tmp():
+        # While the body arrives, the temp file in the data dir grows: the app has the socket.
+        for _ in range(400):
+            seen.extend(p.stat().st_size for p in (c[0].data_dir / ".tmp").glob("upload.*"))
+            time.sleep(0.005)
+
+    t = threading.Thread(target=watch_tmp)
+    t.start()
+
+    conn = http.client.HTTPConnection("127.0.0.1", c[0].port, timeout=60)
+    conn.putrequest("PUT", f"/{name}")
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders()
+    for i in range(0, len(body), MiB):  # 1 MiB every 50 ms: the upload takes about a second
+        conn.send(body[i : i + MiB])
+        time.sleep(0.05)
+    status = conn.getresponse().status
+    conn.close()
+    t.join()
+    assert status == 201
+    assert any(0 < n < len(body) for n in seen), "the body was not written as it arrived"
+    assert c[0].local_file(name).read_bytes() == body
+
+
+def test_slow_readers_posing_as_peers_do_not_take_the_node_down(limits_cluster, unique_name):
+    c = limits_cluster
+    name = unique_name()
+    assert c[0].put(name, os.urandom(16 * MiB)).status_code == 201
+    assert c[1].get(name).status_code == 200  # node2 holds a copy now
+    socks, statuses = [], []
+    try:
+        for _ in range(70):
+            s = socket.create_connection(("127.0.0.1", c[1].port), timeout=10)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(f"GET /{name} HTTP/1.1\r\nHost: x\r\nX-Tuggle-Internal: spoof\r\n\r\n".encode())
+            socks.append(s)
+        for s in socks:  # read only the status line, then never read again
+            statuses.append(s.recv(12)[9:12])
+        assert statuses.count(b"200") == 4 and statuses.count(b"503") == 66, statuses
+        for _ in range(5):
+            t = time.monotonic()
+            assert requests.get(c[1].url + "/?ping", timeout=2).status_code == 200
+            assert time.monotonic() - t < 1.0
+    finally:
+        for s in socks:
+            s.close()
+    wait_until(lambda: requests.get(c[1].url + "/_tuggle/metrics", timeout=5).status_code == 200, what="metrics")
