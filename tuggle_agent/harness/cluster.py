@@ -219,7 +219,10 @@ class Agent:
         self.start(wait)
 
     def install_watches(self, handler: str = "script") -> None:
-        """What an operator does: render the watches into Consul's config dir and reload."""
+        """What an operator does: render the watches into Consul's config dir and reload.
+        With ACLs the node's own token need not hold agent:write, so Consul is reloaded
+        the way an operator would (`consul reload` with their own rights), not by the node."""
+        acl = self.cluster.master_token is not None
         subprocess.run(
             agent_command(
                 "install-watches",
@@ -227,13 +230,15 @@ class Agent:
                 str(self.dir / "consul.d"),
                 "--config",
                 str(self.config_path),
-                "--reload",
+                "--no-reload" if acl else "--reload",
                 "--handler",
                 handler,
             ),
             check=True,
             capture_output=True,
         )
+        if acl:
+            self.cluster.dev.reload(self.name)
 
     # -- what happened ---------------------------------------------------------------------
     def log(self) -> str:
