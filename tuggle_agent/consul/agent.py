@@ -38,6 +38,7 @@ class HolderService:
         self.check_host = check_host
         self._tags: set[str] = set()
         self._lock = threading.Lock()
+        self._closed = False  # deregistered: a reconcile racing the shutdown must not register us again
 
     def node_name(self) -> str:
         with consul_errors(self.c, "asking the local agent for its node name"):
@@ -73,6 +74,8 @@ class HolderService:
         """Re-register if the local agent lost or changed our service (an agent restarted
         without its data dir forgets API registrations).  An agent-local read, no Raft write."""
         with self._lock:
+            if self._closed:
+                return False
             with consul_errors(self.c, "reading the local agent's services"):
                 svc = self.c.agent.services().get(self.ns)
             if svc is not None and set(svc.get("Tags") or []) == self._tags:
@@ -81,10 +84,13 @@ class HolderService:
             return True
 
     def deregister(self) -> None:
+        self._closed = True
         with consul_errors(self.c, f"deregistering service {self.ns}"):
             self.c.agent.service.deregister(self.ns)
 
     def _push(self) -> None:
+        if self._closed:
+            return
         check = consul.Check.http(
             f"http://{self.check_host}:{self.port}/?ping",
             interval=_go_duration(self.check_interval),
