@@ -4,7 +4,9 @@ with its log, whether or not the test body failed first."""
 import os
 import signal
 
+import consul
 import pytest
+import yaml
 
 from tuggle_agent.harness import TuggleCluster, UncleanStop
 
@@ -32,3 +34,23 @@ def test_a_hang_is_reported_beside_the_failure_already_raised(tmp_path):
         hang(c[0])
         raise KeyError("the test's own failure")
     assert any("did not exit within 1s of SIGTERM" in note for note in info.value.__notes__)
+
+
+def test_acl_cluster_gives_nodes_the_master_token_and_merges_consul_settings(tmp_path):
+    """acl=True: the nodes and cluster.consul() use the master token by default; a
+    consul.* key in settings is merged with the harness's consul.address, not a
+    replacement of it."""
+    master = "0b6a1f3c-2e0d-4b4f-5a9e-8d7c6b5a4f3e"
+    with TuggleCluster(
+        tmp_path, nodes=2, acl=True, acl_master_token=master, per_node={"node2": {"consul": {"token": master}}}
+    ) as c:
+        assert c.master_token == master
+        for a in c.agents:
+            consul_cfg = yaml.safe_load(a.config_path.read_text())["consul"]
+            assert consul_cfg == {"address": a.consul_addr, "token": master}
+        assert c.passing("node1") and c.passing("node2")
+        assert c[0].put("harness-acl.bin", b"x").status_code == 201
+        assert c[1].get("harness-acl.bin").content == b"x"
+        assert c.consul().kv.get("tuggle/harness-acl.bin")[1] is not None
+        with pytest.raises(consul.ACLPermissionDenied):  # the cluster does enforce ACLs
+            c.dev.consul("node1").kv.get("tuggle/harness-acl.bin")

@@ -107,6 +107,11 @@ def consul_errors(client: consul.Consul, doing: str):
     """Re-raise transport and server errors as ConsulUnavailable naming what failed."""
     try:
         yield
+    except consul.ACLPermissionDenied as exc:  # 403: the agent is up, our token is the problem
+        raise ConsulUnavailable(
+            f"Consul at {describe(client)} refused {doing}: 403 {exc}. Check the ACL token this agent sends "
+            "(consul.token / consul.token_file / CONSUL_HTTP_TOKEN) and its ACL policy (README: Running on a real Consul cluster)."
+        ) from exc
     except (requests.exceptions.RequestException, consul.ConsulException) as exc:
         raise ConsulUnavailable(
             f"Consul at {describe(client)} failed while {doing}: {exc.__class__.__name__}: {exc}. "

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from .. import metrics
 from ..config import Config
@@ -61,6 +61,12 @@ class Opened:
     meta: ObjectMeta
     path: Path | None = None
     download: Download | None = None
+
+
+class Readable(Protocol):
+    """An upload body: the request's input stream."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 class Lease:
@@ -174,7 +180,7 @@ class Node:
             raise Exists(f"{name} already exists; objects are immutable: DELETE it first or choose a new name")
 
     def upload(
-        self, name: str, body: BinaryIO, length: int | None, content_type: str, sync: SyncSpec | None = None
+        self, name: str, body: Readable, length: int | None, content_type: str, sync: SyncSpec | None = None
     ) -> ObjectMeta:
         """Store a new object.  The bytes land in a temp file; the KV check-and-set decides
         the winner of concurrent PUTs *before* anything is moved into place, so a loser

@@ -28,6 +28,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -69,9 +70,11 @@ def agent_command(*args: str) -> list[str]:
 def agent_env() -> dict[str, str]:
     """Environment for processes the harness starts: this interpreter's bin first on PATH
     (hook scripts' `#!/usr/bin/env python3`, watch handlers), and no CONSUL_HTTP_ADDR,
-    which would override the dev-agent address each node's config names."""
+    which would override the dev-agent address each node's config names (nor
+    CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE, which would override its token)."""
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
-    env.pop("CONSUL_HTTP_ADDR", None)
+    for var in ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE"):
+        env.pop(var, None)
     return env
 
 
@@ -106,13 +109,19 @@ class Agent:
         self.settings.update(changes)
         self.dir.mkdir(parents=True, exist_ok=True)
         defaults = FAST_AGENT_SETTINGS if self.cluster.fast else {}
+        # consul.* keys given in settings merge with the harness's own (the dev agent's
+        # address; with ACLs, the master token unless the test gives a token).
+        consul = {"address": self.consul_addr}
+        if self.cluster.master_token:
+            consul["token"] = self.cluster.master_token
+        consul.update(self.settings.get("consul") or {})
         cfg = {
             "data_dir": str(self.data_dir),
             "port": self.port,
             "bind": HOST,
-            "consul": {"address": self.consul_addr},
             **defaults,
             **self.settings,
+            "consul": consul,
         }
         self.config_path.write_text(yaml.safe_dump(cfg))
 
@@ -210,7 +219,10 @@ class Agent:
         self.start(wait)
 
     def install_watches(self, handler: str = "script") -> None:
-        """What an operator does: render the watches into Consul's config dir and reload."""
+        """What an operator does: render the watches into Consul's config dir and reload.
+        With ACLs the node's own token need not hold agent:write, so Consul is reloaded
+        the way an operator would (`consul reload` with their own rights), not by the node."""
+        acl = self.cluster.master_token is not None
         subprocess.run(
             agent_command(
                 "install-watches",
@@ -218,13 +230,15 @@ class Agent:
                 str(self.dir / "consul.d"),
                 "--config",
                 str(self.config_path),
-                "--reload",
+                "--no-reload" if acl else "--reload",
                 "--handler",
                 handler,
             ),
             check=True,
             capture_output=True,
         )
+        if acl:
+            self.cluster.dev.reload(self.name)
 
     # -- what happened ---------------------------------------------------------------------
     def log(self) -> str:
@@ -263,6 +277,12 @@ class TuggleCluster:
     settings: tuggle.yaml keys for every node; per_node: {"node2": {...}} on top.
     watches: False, True (script handlers, as Consul runs them) or "http".
     port / consul_port: fixed base ports (node i: +i-1), else free ones.
+    acl: the dev agent enforces Consul's ACLs (default deny); `master_token` (given as
+    acl_master_token, else a random UUID) is the token of `consul()` and, unless
+    settings / per_node give a consul.token, of every node. The dev agent's watches run
+    with `agent_token` (default: the master token).
+    before_agents(cluster): called once the dev agent runs and before any node starts
+    (e.g. to create the ACL policies and tokens the nodes' settings name).
     """
 
     def __init__(
@@ -278,6 +298,10 @@ class TuggleCluster:
         consul_port: int | None = None,
         fast: bool = True,
         stop_grace: float = 15.0,
+        acl: bool = False,
+        acl_master_token: str | None = None,
+        agent_token: str | None = None,
+        before_agents: Callable[[TuggleCluster], None] | None = None,
     ):
         self.workdir = Path(workdir).absolute()
         self.size = nodes
@@ -298,7 +322,12 @@ class TuggleCluster:
             timings=Timings.fast() if fast else Timings(),
             config_dirs=config_dirs,
             env={"PATH": agent_env()["PATH"]},
+            acl=acl,
+            acl_master_token=acl_master_token,
+            agent_token=agent_token,
         )
+        self.master_token: str | None = self.dev.acl_master_token
+        self.before_agents = before_agents
 
     def names(self) -> list[str]:
         return [f"node{i}" for i in range(1, self.size + 1)]
@@ -333,6 +362,8 @@ class TuggleCluster:
             (self.workdir / name / "consul.d").mkdir(parents=True, exist_ok=True)
         self.dev.start()
         try:
+            if self.before_agents is not None:
+                self.before_agents(self)
             for i, name in enumerate(self.names()):
                 s = {**self.base_settings, **self.per_node.get(name, {})}
                 self.agents.append(Agent(self, i, s, None if self.port is None else self.port + i))
@@ -376,9 +407,10 @@ class TuggleCluster:
     def __getitem__(self, i: int) -> Agent:
         return self.agents[i]
 
-    def consul(self, node: str = "node1"):
-        """A py-consul client of that node's dev agent."""
-        return self.dev.consul(node)
+    def consul(self, node: str = "node1", token: str | None = None):
+        """A py-consul client of that node's dev agent (with ACLs: the master token, or `token`)."""
+        token = token or self.master_token
+        return self.dev.consul(node, token=token) if token else self.dev.consul(node)
 
     def passing(self, node: str) -> bool:
         _, entries = self.consul().health.service("tuggle", passing=True)
