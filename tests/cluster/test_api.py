@@ -93,6 +93,11 @@ def test_range_on_held_and_fetched_objects(cluster3, unique_name):
     assert r.headers["Content-Range"] == f"bytes 100-199/{len(body)}"
     r = n2.get(name, headers={"Range": "bytes=-10"})  # a miss: fetched, range honoured while streaming
     assert r.status_code == 206 and r.content == body[-10:]
+    assert r.headers["Content-Range"] == f"bytes {len(body) - 10}-{len(body) - 1}/{len(body)}"
+    # what a peer gets from a complete holder when it resumes
+    r = requests.get(f"{n1.url}/{name}", headers={"X-Tuggle-Internal": "test", "Range": "bytes=300-"}, timeout=10)
+    assert r.status_code == 206 and r.content == body[300:]
+    assert r.headers["Content-Range"] == f"bytes 300-{len(body) - 1}/{len(body)}"
     wait_until(lambda: n2.local_file(name).exists(), what="node2 to finish its fetch")
     r = n2.get(name, headers={"Range": "bytes=500000-"})
     assert r.status_code == 206 and r.content == body[500000:]
@@ -201,3 +206,26 @@ def test_peer_requests_never_start_a_fetch(cluster3, unique_name):
     r = n2.get(name, headers={"X-Tuggle-Internal": "node9"})
     assert r.status_code == 404
     assert not n2.local_file(name).exists() and n2.fetching(name) == []
+
+
+def test_planted_graph_edges_never_break_graph(cluster3, unique_name):
+    n1, n2, _ = cluster3.agents
+    name = unique_name()
+    n1.put(name, b"graph me")
+    assert n2.get(name).status_code == 200
+    c = cluster3.consul()
+    planted = {
+        "not-json": b"{",
+        "list": b"[1, 2]",
+        "missing": b'{"from": "x"}',
+        "nan": b'{"from": "a", "to": "b", "start": NaN, "end": 1, "elapsed": 1}',
+        "types": b'{"from": {}, "to": [], "start": "x", "end": null, "elapsed": true}',
+        "quotes": b'{"from": "a\\"; evil", "to": "b\\\\", "start": 1, "end": 2, "elapsed": 1}',
+    }
+    for key, value in planted.items():
+        c.kv.put(f"tuggle.graph/{name}/{key}/x", value)
+    r = requests.get(f"{n1.url}/{name}?graph", timeout=10)
+    assert r.status_code == 200
+    assert '"node1" -> "node2"' in r.text
+    svg = requests.get(f"{n1.url}/{name}?graph&format=svg", timeout=30)
+    assert svg.status_code == 200 and b"<svg" in svg.content

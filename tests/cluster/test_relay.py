@@ -58,6 +58,7 @@ def test_partial_holder_serves_a_peer_before_its_copy_completes(relay_cluster4, 
     with fetching_in_background(n2, name, verified=MiB):
         r = requests.get(f"{n2.url}/{name}", headers={INTERNAL_HEADER: "test", "Range": "bytes=0-524287"}, timeout=10)
         assert r.status_code == 206 and r.content == body[:524288]
+        assert r.headers["Content-Range"] == f"bytes 0-524287/{len(body)}"
         assert n2.fetching(name), "node2 served a peer while its own fetch was still running"
         assert "node2" not in relay_cluster4.holders(name) and not n2.local_file(name).exists(), (
             "a partial holder must not look like a complete one"
