@@ -205,7 +205,7 @@ class TuggleApp:
 
     def verify(self, req: Request, name: str) -> Response:
         # Open to peers: a fetcher that got bad bytes from us asks us to re-check our copy.
-        started = self.node.copies.verify_later(self.node.meta(name).name)
+        started = self.node.verify_later(name)
         return text(f"verification of {name} {'started' if started else 'not needed'}", 202)
 
     def watch(self, req: Request) -> Response:

@@ -1,0 +1,182 @@
+"""The keeper: makes this node agree with Consul -- reconcile on KV changes, act on events
+(as hints checked against KV), retry failed sync prefetches, scrub copies, expire
+tombstones.  The decisions themselves are pure functions in reconcile.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from .. import metrics
+from ..config import Config
+from ..consul.agent import HolderService
+from ..consul.client import ConsulUnavailable
+from ..consul.kv import ObjectsKV
+from ..errors import Deleted, TuggleError
+from ..objects import syncfilter
+from ..objects.metadata import ObjectMeta, SyncSpec
+from ..objects.names import object_id as object_id_of
+from .copies import Copies
+from .fetcher import Fetcher
+from .reconcile import LocalCopy, evidence_of_removal, plan
+from .store import LocalStore
+
+log = logging.getLogger(__name__)
+
+
+class Keeper:
+    def __init__(
+        self, cfg: Config, node: str, kv: ObjectsKV, store: LocalStore, copies: Copies, service: HolderService
+    ):
+        self.cfg = cfg
+        self.name = node
+        self.kv = kv
+        self.store = store
+        self.copies = copies
+        self.service = service
+        self.fetcher: Fetcher  # set by attach(): the fetcher reports its failures to us
+        self.bad_entries: list[tuple[str, str]] = []
+        self._sync_retries: dict[str, int] = {}  # version -> failed sync prefetches
+        self.stop = threading.Event()
+
+    def attach(self, fetcher: Fetcher) -> None:
+        self.fetcher = fetcher
+
+    def sync_applies(self, sync: SyncSpec) -> bool:
+        """The node/service/tag rules Consul applies to filtered events (Go RE2, match anywhere)."""
+        return syncfilter.matches(sync.node, sync.service, sync.tag, self.name, self.cfg.namespace, self.service.tags)
+
+    def reconcile(self, register: bool = False) -> dict:
+        """Make the node agree with KV: drop copies Consul proves gone, keep the rest
+        (advertising those KV knows, keeping the others as orphans), prefetch sync targets."""
+        with self.store.lock:
+            listed_at = time.time()
+            listing = self.kv.list()
+            tombstones = self.kv.tombstones()
+            active = {d.meta.name: d for d in self.fetcher.snapshot()}
+            local: dict[str, LocalCopy] = {}
+            for name in sorted(set(self.store.names()) | set(self.store.sidecar_names())):
+                if name in active:
+                    continue  # a fetch in progress owns this name until its hooks ran and it tagged
+                obj = self.store.get(name)
+                if obj is not None:
+                    local[name] = LocalCopy(name, obj.meta.version, obj.meta.sha256)
+                elif self.store.sidecar_meta(name) is not None:
+                    # Our sidecar, but the file is gone or no longer its size: not a copy.
+                    self.copies.drop(name, self.store.sidecar_meta(name), "its file is missing or damaged")
+            p = plan(
+                local,
+                listing.metas,
+                tombstones,
+                fetching={n: d.meta.version for n, d in active.items()},
+                fetching_before={n: d.meta.version for n, d in active.items() if d.started_at < listed_at},
+                applies=self.sync_applies,
+            )
+            for name, why in p.drop:
+                obj = self.store.get(name)
+                self.copies.drop(name, obj.meta if obj else None, why)
+            for name, why in p.cancel:
+                self.fetcher.cancel(name)
+                log.info("cancelled the fetch of %s: %s", name, why)
+            orphans = {c.name: why for c, why in p.orphans}
+            self.copies.set_orphans(orphans)
+            for c, _ in p.orphans:
+                self.service.remove(object_id_of(c.name))
+        self._report_bad(listing.bad)
+        tags = set() if self.cfg.fetch_only else {m.id for m in p.keep}
+        if register:
+            self.service.register(tags)
+        else:
+            self.service.add(*tags)  # a no-op (no catalog write) when nothing is missing
+            if self.service.ensure_registered():
+                log.warning("the local Consul agent had lost our service registration; registered again")
+        started = [m.name for m in p.prefetch if self.fetcher.ensure(m)]
+        self._expire_tombstones()
+        return {
+            "kept": len(p.keep),
+            "dropped": [n for n, _ in p.drop],
+            "orphans": sorted(orphans),
+            "prefetching": started,
+        }
+
+    def _report_bad(self, bad: list[tuple[str, str]]) -> None:
+        new = [b for b in bad if b not in self.bad_entries]
+        for key, why in new:
+            log.warning("ignoring KV entry %s: %s (fix or DELETE it; nothing is done with it)", key, why)
+        self.bad_entries = list(bad)
+        metrics.BAD_ENTRIES.set(len(bad))
+
+    def _expire_tombstones(self) -> None:
+        try:
+            n = self.kv.expire_tombstones(time.time() - self.cfg.tombstone_ttl)
+        except ConsulUnavailable as exc:
+            log.debug("tombstone expiry skipped: %s", exc)
+            return
+        if n:
+            log.info("expired %d tombstones older than tombstone_ttl", n)
+
+    def on_event(self, verb: str, object_id: str, version: str) -> str:
+        """A FETCH or DELETE event: a hint, checked against KV before anything is done.
+        (Events can be forged or replayed by anyone who may fire them; KV decides.)"""
+        if verb == "DELETE":
+            names = {n for n in self.store.names() if object_id_of(n) == object_id}
+            names |= {d.meta.name for d in self.fetcher.snapshot() if d.meta.id == object_id}
+            if not names:
+                return "not held here"
+            out = []
+            for name in sorted(names):
+                current = self.kv.get(name)
+                metas = {name: current} if current is not None else {}
+                tomb = {(name, version)} if self.kv.has_tombstone(name, version) else set()
+                why = evidence_of_removal(name, version, metas, tomb)
+                if why is None:
+                    out.append(f"{name}: kept (Consul still holds that version, or no tombstone proves its deletion)")
+                elif self.drop_local(name, version, why):
+                    out.append(f"removed {name}")
+                else:
+                    out.append(f"{name}: held here in another version: kept")
+            return "; ".join(out)
+        meta = next((m for m in self.kv.list().metas.values() if m.id == object_id), None)
+        if meta is None or meta.version != version:
+            return "stale: Consul no longer holds that version"
+        local = self.store.get(meta.name)
+        if local is not None and local.meta.version == meta.version:
+            return f"prefetch of {meta.name} not needed: held here"
+        self.fetcher.ensure(meta)
+        return f"prefetch of {meta.name} started"
+
+    def drop_local(self, name: str, version: str, why: str) -> bool:
+        """Stop advertising and remove the local copy of `version` (cancel its fetch)."""
+        cancelled = self.fetcher.cancel(name, version)
+        with self.store.lock:
+            local = self.store.get(name)
+            if local is None or local.meta.version != version:
+                return cancelled
+            self.copies.drop(name, local.meta, why)
+            return True
+
+    def fetch_failed(self, meta: ObjectMeta, failure: TuggleError) -> None:
+        """A sync prefetch must not give up on a transient failure (no passing holder
+        yet, every source busy or gone): reconcile again later, backing off to a minute."""
+        if meta.sync is None or not failure.transient or isinstance(failure, Deleted) or self.stop.is_set():
+            return
+        tries = self._sync_retries.get(meta.version, 0) + 1
+        self._sync_retries[meta.version] = tries
+        delay = min(60.0, 2.0**tries)
+        log.info("will retry the sync of %s in %.0fs (attempt %d failed: %s)", meta.name, delay, tries, failure)
+        timer = threading.Timer(delay, self._retry_sync)
+        timer.daemon = True
+        timer.start()
+
+    def _retry_sync(self) -> None:
+        try:
+            self.reconcile()
+        except ConsulUnavailable as exc:
+            log.warning("retrying sync: %s", exc)
+
+    def scrub_loop(self) -> None:
+        while not self.stop.wait(self.cfg.scrub_interval):
+            bad = self.copies.scrub()
+            log.info("scrub: every local copy re-hashed; %d corrupt (removed and no longer advertised)", bad)

@@ -1,0 +1,153 @@
+"""Reads: what a client or a peer gets for `GET /<name>`, decided here, not in the front.
+
+A client gets the local copy (re-hashed first if it was touched on disk), or a fetch from
+the nearest holder, streamed as it is verified.  A peer gets local bytes only -- a
+complete copy, or with pipelined relay the verified part of a fetch in progress -- and
+never starts a fetch; at most `max_serving_peers` are served at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import metrics
+from ..config import Config
+from ..consul.kv import ObjectsKV
+from ..errors import Busy, NotFound
+from ..objects.edges import Edge
+from ..objects.metadata import ObjectMeta
+from ..objects.names import check_name
+from .copies import Copies
+from .download import Download
+from .fetcher import Fetcher
+from .ratelimit import TokenBucket
+
+
+@dataclass
+class Opened:
+    """An object ready to be read by a client: a complete local file, or a fetch in progress
+    (whose `read(start, end)` yields verified bytes), or neither for HEAD."""
+
+    meta: ObjectMeta
+    path: Path | None = None
+    download: Download | None = None
+
+
+class Lease:
+    """Iterates `chunks` holding a slot, released exactly once: when the chunks are done or
+    when the server closes the body (a client gone early; a generator never started would
+    not run its finally, so this is a class)."""
+
+    def __init__(self, chunks: Iterator[bytes], release: Callable[[], None]):
+        self._chunks = chunks
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> Lease:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._chunks)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+            release()
+
+
+class Reads:
+    def __init__(self, cfg: Config, node: str, kv: ObjectsKV, copies: Copies, fetcher: Fetcher):
+        self.cfg = cfg
+        self.name = node
+        self.kv = kv
+        self.copies = copies
+        self.fetcher = fetcher
+        self.serve_bucket = TokenBucket(cfg.serve_rate)
+        # Legitimate peers are few (each source's Consul semaphore admits max_fetch_per_source
+        # fetchers, plus one relay); the cap keeps anyone who merely sends X-Tuggle-Internal
+        # from tying up every HTTP thread with slow reads.
+        self._peer_slots = threading.BoundedSemaphore(cfg.max_serving_peers)
+
+    def meta(self, name: str) -> ObjectMeta:
+        meta = self.kv.get(check_name(name))
+        if meta is None:
+            raise NotFound(f"{name} not found")
+        return meta
+
+    def open(self, name: str, head: bool = False) -> Opened:
+        """For a client: the local copy, or a fetch from the nearest holder (waiting until its
+        first verified bytes, or its failure, so the answer can still carry a status)."""
+        meta = self.meta(name)
+        local = self.copies.checked(name, meta.version)
+        if local is not None:
+            return Opened(meta, path=local.path)
+        if head:
+            return Opened(meta)
+        d = self.fetcher.ensure(meta)
+        d.wait_started(self.cfg.fetch_timeout)
+        return Opened(meta, download=d)
+
+    def open_for_peer(
+        self, name: str, bounds: Callable[[int], tuple[int, int]]
+    ) -> tuple[ObjectMeta, tuple[int, int], Iterator[bytes]]:
+        """For a peer: the bytes `bounds(size)` gives, from local bytes only -- a complete copy,
+        or with pipelined relay the verified part of a fetch in progress -- never by starting
+        a fetch.  Holds one of `max_serving_peers` slots until the body is done or closed."""
+        meta = self.meta(name)
+        start, end = bounds(meta.size)
+        local = self.copies.checked(name, meta.version)
+        d = self.fetcher.active(name) if self.cfg.pipelined and local is None else None
+        if local is None and (d is None or d.meta.version != meta.version):
+            raise NotFound(f"{name} is not held on this node")
+        if not self._peer_slots.acquire(blocking=False):
+            metrics.PEERS_REFUSED.inc()
+            raise Busy(
+                f"{self.name} is already serving {self.cfg.max_serving_peers} peers (max_serving_peers); "
+                "try another holder"
+            )
+        if local is not None:
+            whole = (start, end) == (0, meta.size) and self.cfg.verify_on_serve
+            chunks = self._file_bytes(local.path, meta, start, end, whole)
+        else:
+            assert d is not None
+            chunks = d.read(start, end)
+        return meta, (start, end), Lease(self._to_peer(chunks), self._peer_slots.release)
+
+    def _file_bytes(self, path: Path, meta: ObjectMeta, start: int, end: int, verify: bool) -> Iterator[bytes]:
+        """A whole read re-checks our copy on the way (a peer verifies too, but a bad copy
+        must stop being advertised at once, not after every peer has tried it)."""
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            f.seek(start)
+            pos = start
+            while pos < end and (block := f.read(min(256 * 1024, end - pos))):
+                pos += len(block)
+                if verify:
+                    h.update(block)
+                yield block
+        if verify and h.hexdigest() != meta.sha256:
+            self.copies.quarantine(meta, "its bytes no longer match their SHA-256 (changed on disk?)")
+
+    def _to_peer(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """Bytes for peers pass the node-wide serve_rate bucket."""
+        for block in chunks:
+            self.serve_bucket.take(len(block))
+            metrics.SERVED_BYTES.inc(len(block))
+            yield block
+
+    def listing(self) -> list[ObjectMeta]:
+        return sorted(self.kv.list().metas.values(), key=lambda m: m.name)
+
+    def edges(self, name: str) -> list[Edge]:
+        self.meta(name)
+        return self.kv.edges(name)
