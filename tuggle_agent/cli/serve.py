@@ -19,6 +19,7 @@ import click
 from ..consul.client import ConsulUnavailable
 from ..engine.node import Node
 from ..engine.store import DataDirLocked, LocalStore
+from ..front.accesslog import AccessLog
 from ..front.app import TuggleApp
 from ..front.server import LateApp, make_server
 from .options import config_options, load_from_flags, setup_logging
@@ -39,7 +40,7 @@ def serve_command(config_path, **flags):
       CONSUL_HTTP_ADDR=10.0.0.5:8500 tuggle-agent serve --namespace deploy
     """
     cfg = load_from_flags(config_path, **flags)
-    setup_logging(cfg.log_level)
+    setup_logging(cfg.log_level, cfg.log_format)
     store = LocalStore(cfg.data_dir)
     try:
         store.lock_exclusively()
@@ -47,7 +48,7 @@ def serve_command(config_path, **flags):
         raise click.ClickException(str(exc)) from None
     late = LateApp()
     try:
-        server = make_server(cfg, late)
+        server = make_server(cfg, AccessLog(late))
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {cfg.bind}:{cfg.port}: {exc}. Is another tuggle-agent (or another program) "
