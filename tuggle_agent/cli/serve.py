@@ -26,8 +26,46 @@ from .options import config_options, load_from_flags, setup_logging
 
 log = logging.getLogger("tuggle_agent")
 
+# The Go tuggle's flags (Go's flag package: one dash, `-flag value` or `-flag=value`) and ours.
+GO_FLAGS = {
+    "-data-dir": "--data-dir",
+    "-port": "--port",
+    "-namespace": "--namespace",
+    "-fetch-rate": "--fetch-rate",
+    "-fetch-timeout": "--fetch-timeout",
+    "-slave": "--slave",
+}
+# Go's strconv.ParseBool, which reads `-slave=<value>`.
+_GO_BOOL = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True}
+_GO_BOOL |= {"0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
 
-@click.command("serve")
+
+def translate_go_flags(args: list[str]) -> list[str]:
+    """`-data-dir /d -slave` -> `--data-dir /d --slave`, so a Go tuggle command line runs
+    unchanged.  Go's boolean `-slave=true|false` becomes --slave / --no-fetch-only.
+    Nothing after `--` is touched."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        flag, eq, value = arg.partition("=")
+        if flag == "-slave" and eq:
+            if value not in _GO_BOOL:
+                raise click.UsageError(f"-slave={value}: expected true or false")
+            out.append("--slave" if _GO_BOOL[value] else "--no-fetch-only")
+        elif flag in GO_FLAGS:
+            out.append(GO_FLAGS[flag] + eq + value)
+        else:
+            out.append(arg)
+    return out
+
+
+class GoFlagsCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, translate_go_flags(args))
+
+
+@click.command("serve", cls=GoFlagsCommand)
 @config_options
 def serve_command(config_path, **flags):
     """Run this node's tuggle-agent: the HTTP API on port 8900.
@@ -38,6 +76,11 @@ def serve_command(config_path, **flags):
       tuggle-agent serve --config /etc/tuggle-agent.yaml
       tuggle-agent serve --data-dir /var/lib/tuggle --fetch-rate 50MB --fetch-only
       CONSUL_HTTP_ADDR=10.0.0.5:8500 tuggle-agent serve --namespace deploy
+      tuggle-agent serve -data-dir /var/lib/tuggle -port 8900 -slave   # the Go tuggle's flags work too
+
+    \b
+    Go tuggle flags accepted as they are: -data-dir, -port, -namespace, -fetch-rate,
+    -fetch-timeout, -slave (also -flag=value).
     """
     cfg = load_from_flags(config_path, **flags)
     setup_logging(cfg.log_level, cfg.log_format)
