@@ -11,7 +11,9 @@ config file, reconcile with Consul, stay up.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 
 import click
@@ -58,6 +60,25 @@ def translate_go_flags(args: list[str]) -> list[str]:
         else:
             out.append(arg)
     return out
+
+
+def sd_notify(state: str) -> bool:
+    """Tell systemd (Type=notify) about our state: one datagram to $NOTIFY_SOCKET, as
+    sd_notify(3) sends it ("@..." is an abstract socket).  False when not run by systemd;
+    a failure to send is logged, never fatal."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError as exc:
+        log.warning("could not notify systemd (%s) at NOTIFY_SOCKET=%s: %s", state.split("\n")[0], address, exc)
+        return False
+    return True
 
 
 class GoFlagsCommand(click.Command):
@@ -126,11 +147,14 @@ def serve_command(config_path, **flags):
         cfg.data_dir,
     )
     print(f"tuggle-agent ready: node {node.name} http://{cfg.bind}:{cfg.port}", flush=True)
+    # Registered in Consul (Node.start) and accepting: systemd may start what depends on us.
+    sd_notify(f"READY=1\nSTATUS=serving node {node.name} on {cfg.bind}:{cfg.port}")
     while not stopping.wait(1.0):
         if not accept.is_alive():
             log.error("the HTTP server stopped unexpectedly; leaving the cluster")
             break
     log.info("stopping: cancelling fetches, deregistering from Consul, closing connections")
+    sd_notify("STOPPING=1")
     node.close()
     server.stop()
     accept.join(10)
