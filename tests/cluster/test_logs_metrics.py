@@ -4,6 +4,7 @@ node2 runs a post_download hook that fails."""
 import json
 import os
 import re
+import time
 
 import pytest
 import requests
@@ -82,3 +83,28 @@ def test_metrics_have_process_collectors_request_and_hook_counters(logged_cluste
         10,
         what="the failed hook counted",
     )
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_long_uploads_log_progress(logged_cluster, unique_name, announced):
+    n1 = logged_cluster[0]
+    name = unique_name()
+    block, blocks = b"z" * 65536, 24
+
+    class SlowBody:  # 2.4 s in all; progress_interval is 1s on test nodes
+        def __iter__(self):
+            for _ in range(blocks):
+                time.sleep(0.1)
+                yield block
+
+        def __len__(self):  # requests then sends Content-Length instead of chunks
+            return len(block) * blocks
+
+    body = SlowBody() if announced else iter(SlowBody())
+    assert n1.put(name, body).status_code == 201
+    lines = [x for x in n1.log().splitlines() if f"receiving {name}: " in x]
+    assert lines, "a long upload logs its progress"
+    if announced:
+        assert re.search(r"of 1\.5 MiB \(\d+%\), [\d.]+ (KiB|MiB)/s, ETA \d+s$", lines[0]), lines[0]
+    else:
+        assert re.search(r"[\d.]+ (KiB|MiB) so far \(size not announced\), [\d.]+ (KiB|MiB)/s$", lines[0]), lines[0]
