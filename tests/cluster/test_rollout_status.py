@@ -2,6 +2,7 @@
 rolling out to a slow node, a failing post_download hook, a node filter, a stopped node."""
 
 import os
+import signal
 import sys
 
 import pytest
@@ -122,3 +123,23 @@ def test_stopped_node_is_down_and_its_only_copy_has_no_passing_holder(status_clu
     finally:
         n3.start()
     wait_until(lambda: row(status(n1, name), "node3")["state"] == "complete", 20, what="node3 complete again")
+
+
+def test_hung_node_with_a_critical_check_is_down_and_not_counted(status_cluster3, unique_name):
+    """Still registered and tagged, but its check is critical: not a passing holder."""
+    n1, n3 = status_cluster3[0], status_cluster3[2]
+    name = unique_name()
+    assert n3.put(name, os.urandom(10_000)).status_code == 201
+    wait_until(lambda: listing(n1)[name]["holders"] == 1, 10, what="node3 counted as holder")
+    assert n3.proc is not None
+    os.killpg(n3.proc.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: not status_cluster3.passing("node3"), 15, what="node3's check to turn critical")
+        assert status_cluster3.holders(name) == {"node3"}  # still tagged
+        entry = listing(n1)[name]
+        assert entry["holders"] == 0 and entry["no_passing_holder"] is True
+        r = row(status(n1, name), "node3")
+        assert r["state"] == "down" and r["passing"] is False and "critical" in r["detail"], r
+    finally:
+        os.killpg(n3.proc.pid, signal.SIGCONT)
+    wait_until(lambda: listing(n1)[name]["holders"] == 1, 15, what="node3 passing again")
