@@ -8,6 +8,7 @@ that owns it:
   keeper  reconcile, events, sync retries, scrub      engine/keeper.py (decisions: reconcile.py)
   fetcher one FetchJob per fetch, sources policy      engine/fetcher.py, sources.py
   copies  bytes on disk (store) and holder tags       engine/copies.py, store.py
+  rollout cluster-wide ?status, holder counts         engine/rollout.py
   Consul  objects KV, holder service, holders, relay  consul/
 """
 
@@ -36,6 +37,7 @@ from .keeper import Keeper
 from .peer import PeerClient
 from .ratelimit import TokenBucket
 from .reads import Opened, Reads
+from .rollout import Rollout
 from .sources import SourcePolicy
 from .store import LocalStore
 from .writes import Readable, Writes
@@ -92,6 +94,7 @@ class Node:
         self.keeper.attach(self.fetcher)
         self.reads = Reads(cfg, name, kv, self.copies, self.fetcher)
         self.writes = Writes(cfg, name, client, kv, store, self.copies, self.keeper)
+        self.rollout = Rollout(cfg, name, client, kv, self.status)
 
     @classmethod
     def start(cls, cfg: Config, store: LocalStore | None = None) -> Node:
@@ -106,6 +109,10 @@ class Node:
             log.info("removed %d leftover temp files of an earlier run", removed)
         node = cls(cfg, name, service, client, store)
         node.keeper.reconcile(register=True)
+        try:
+            node.rollout.announce()
+        except ConsulUnavailable as exc:  # only ?status's "down" for this node depends on it
+            log.warning("%s", exc)
         if cfg.scrub_interval:
             threading.Thread(target=node.keeper.scrub_loop, name="scrub", daemon=True).start()
         return node
@@ -141,6 +148,12 @@ class Node:
 
     def listing(self) -> list[ObjectMeta]:
         return self.reads.listing()
+
+    def listing_with_holders(self) -> list[dict]:
+        return self.rollout.listing(self.reads.listing())
+
+    def rollout_status(self, name: str) -> dict:
+        return self.rollout.status(name)
 
     def edges(self, name: str) -> list[Edge]:
         return self.reads.edges(name)
@@ -194,6 +207,7 @@ class Node:
                 "size": d.meta.size,
                 "verified": d.verified,
                 "source": d.source,
+                "rate": round(d.rate(), 1),
             }
             for d in self.fetcher.snapshot()
         ]
