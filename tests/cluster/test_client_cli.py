@@ -263,11 +263,12 @@ def status_doc(nodes, targets=("n1", "n2", "n3"), failed=()):
     }
 
 
+BUILDER = node("builder", "complete", verified=1000)  # the uploader: a holder, not a sync target
 ROLLOUT = [  # one stage per two ?status requests, then the last one for ever
-    status_doc([node("n1", "complete", verified=1000), node("n2", "missing"), node("n3", "missing")]),
-    status_doc([node("n1", "complete", verified=1000), node("n2", "fetching", verified=400, rate=2e6, source="n1")]),
-    status_doc([node(n, "complete", verified=1000) for n in ("n1", "n2")] + [node("n3", "fetching", verified=10)]),
-    status_doc([node(n, "complete", verified=1000) for n in ("n1", "n2", "n3")]),
+    status_doc([BUILDER, node("n1", "complete", verified=1000), node("n2", "missing"), node("n3", "missing")]),
+    status_doc([BUILDER, node("n1", "complete", verified=1000), node("n2", "fetching", verified=400, rate=2e6)]),
+    status_doc([BUILDER, *(node(n, "complete", verified=1000) for n in ("n1", "n2")), node("n3", "fetching")]),
+    status_doc([BUILDER, *(node(n, "complete", verified=1000) for n in ("n1", "n2", "n3"))]),
 ]
 STUCK = status_doc(
     [
@@ -297,7 +298,7 @@ def test_status_table_and_json():
     with status_agent([STUCK]) as fake:
         r = cli("status", "app.tar.gz", agent=fake.url)
         assert r.returncode == 0, r.stderr
-        assert "complete: 1/5 targets" in r.stdout and "failed: n3" in r.stdout
+        assert "complete: 1/5 targets" in r.stdout and "failed: n3" in r.stdout and "sync every node" in r.stdout
         rows = {line.split()[0]: line for line in r.stdout.splitlines()[4:]}
         assert rows["NODE"].split() == ["NODE", "STATE", "PASSING", "VERIFIED", "RATE", "SOURCE", "DETAIL"]
         assert rows["n3"].split()[:2] == ["n3", "hook_failed"] and rows["n3"].endswith("post_download exited 1")

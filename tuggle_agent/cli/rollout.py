@@ -42,11 +42,17 @@ def node_rows(nodes: list[dict]) -> list[list]:
 NODE_HEADERS = ["NODE", "STATE", "PASSING", "VERIFIED", "RATE", "SOURCE", "DETAIL"]
 
 
+def sync_text(sync: dict | None) -> str:
+    if not sync:
+        return "none"
+    filters = [f"{k}={sync[k]!r}" for k in ("node", "service", "tag") if sync.get(k)]
+    return " ".join(filters) or "every node"
+
+
 def render_status(s: dict) -> str:
-    sync = s.get("sync")
     lines = [
         f"{s.get('name')}  version {s.get('version')}  {format_bytes(s.get('size') or 0)}  sha256 {s.get('sha256')}",
-        f"created {s.get('created_at')}  sync {'none' if not sync else ' '.join(f'{k}={v!r}' for k, v in sorted(sync.items()) if k != 'requested_at') or 'all nodes'}",
+        f"created {s.get('created_at')}  sync {sync_text(s.get('sync'))}",
         f"complete: {s.get('complete_targets', 0)}/{len(s.get('targets') or [])} targets "
         f"({s.get('complete', 0)} complete copies in all); failed: {', '.join(s.get('failed') or []) or 'none'}",
         "",
