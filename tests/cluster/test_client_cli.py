@@ -323,6 +323,8 @@ def test_wait_until_the_rollout_reaches_its_target():
         assert r.returncode == 0, r.stderr
         assert "3/3 target nodes complete, target all (3) reached" in r.stdout
         assert time.monotonic() - started >= 5, "reached only after 7 polls a second apart"
+        # not a TTY: plain progress on stderr; bytes of the target nodes only (not the builder's)
+        assert "wait app.tar.gz for all (3): 3/3 nodes (100%), 2.9 KiB of 2.9 KiB," in r.stderr, r.stderr
     with status_agent(ROLLOUT) as fake:
         r = cli("wait", "app.tar.gz", "--for", "60%", "--timeout", "30s", "--json", agent=fake.url)
         assert r.returncode == 0, r.stderr

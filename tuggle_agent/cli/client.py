@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -138,6 +139,7 @@ class Progress:
             from tqdm import tqdm  # only on a TTY: keeps plain and --json runs from importing it
 
             scale = unit == "B"
+            sized = shutil.get_terminal_size((0, 0)).columns > 0  # 0: a pty of unknown size (`script`, CI)
             self.bar = tqdm(
                 total=total,
                 initial=initial,
@@ -146,19 +148,19 @@ class Progress:
                 unit_scale=scale,
                 unit_divisor=1024 if scale else 1000,
                 file=sys.stderr,
-                dynamic_ncols=True,
+                dynamic_ncols=sized,
+                ncols=None if sized else 80,
+                nrows=None if sized else 20,  # tqdm hides bars beyond 0 rows
             )
-
-    def amount(self, n: float) -> str:
-        return format_bytes(n) if self.unit == "B" else f"{n:.0f} {self.unit}"
 
     def line(self, extra: str = "") -> str:
         elapsed = max(time.monotonic() - self.start, 1e-6)
-        rate = (self.done - self.initial) / elapsed
         pct = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        if self.unit != "B":
+            return f"{self.label}: {self.done}/{self.total} {self.unit}{pct}{extra}, {format_duration(elapsed)} elapsed"
+        rate = (self.done - self.initial) / elapsed
         eta = format_duration((self.total - self.done) / rate) if rate > 0 else "?"
-        speed = f"{format_bytes(rate)}/s" if self.unit == "B" else f"{rate:.2f} {self.unit}/s"
-        return f"{self.label}: {self.amount(self.done)} of {self.amount(self.total)}{pct}, {speed}, ETA {eta}{extra}"
+        return f"{self.label}: {format_bytes(self.done)} of {format_bytes(self.total)}{pct}, {format_bytes(rate)}/s, ETA {eta}{extra}"
 
     def update(self, n: int) -> None:
         self.set(self.done + n)

@@ -85,12 +85,13 @@ def wait_for(client: Agent, name: str, target: Target, timeout: float, as_json: 
     progress: Progress | None = None
     while True:
         s = client.json(f"/{name}", params={"status": ""})
-        total, need = len(s.get("targets") or []), needed(target, len(s.get("targets") or []))
+        targets = set(s.get("targets") or [])
+        total, need = len(targets), needed(target, len(targets))
         done = int(s.get("complete_targets", 0))
-        verified = sum(n.get("bytes_verified") or 0 for n in s.get("nodes") or [])
+        verified = sum(n.get("bytes_verified") or 0 for n in s.get("nodes") or [] if n.get("node") in targets)
         extra = f"{format_bytes(verified)} of {format_bytes((s.get('size') or 0) * total)}"
         if progress is None:
-            progress = Progress(f"wait {name} for {target} ({need} nodes)", total, unit="nodes", quiet=as_json)
+            progress = Progress(f"wait {name} for {target} ({need})", total, unit="nodes", quiet=as_json, initial=done)
         progress.set(done, total, extra)
         missing, failing = shortfall(s)
         result = {
