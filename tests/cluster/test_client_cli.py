@@ -71,6 +71,18 @@ class FakeAgent:
         self.server.server_close()
 
 
+def proxy_to(url: str) -> FakeAgent:
+    """A recording proxy in front of a real agent: counts the body bytes each request got."""
+
+    def forward(method, path, headers, received):
+        fwd = {k: v for k, v in headers.items() if k.lower() in ("range", "if-range")}
+        r = requests.request(method, url + path, headers=fwd, timeout=30)
+        keep = ("Content-Range", "ETag", "Content-Type")
+        return r.status_code, {k: r.headers[k] for k in keep if k in r.headers}, r.content
+
+    return FakeAgent(forward)
+
+
 def as_json(data) -> tuple[int, dict, bytes]:
     return 200, {"Content-Type": "application/json"}, json.dumps(data).encode()
 
@@ -147,15 +159,9 @@ def test_get_resumes_a_part_file(cluster2, tmp_path):
     assert n1.put("resume.bin", body).status_code == 201
     half = 400_001
 
-    def proxy(method, path, headers, received):
-        fwd = {k: v for k, v in headers.items() if k.lower() in ("range", "if-range")}
-        r = requests.request(method, n2.url + path, headers=fwd, timeout=30)
-        keep = ("Content-Range", "ETag", "Content-Type")
-        return r.status_code, {k: r.headers[k] for k in keep if k in r.headers}, r.content
-
     out = tmp_path / "resume.bin"
     (tmp_path / "resume.bin.part").write_bytes(body[:half])
-    with FakeAgent(proxy) as fake:
+    with proxy_to(n2.url) as fake:
         r = cli("get", "resume.bin", "-o", str(out), "--json", agent=fake.url)
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == body
@@ -165,6 +171,23 @@ def test_get_resumes_a_part_file(cluster2, tmp_path):
     assert sent == len(body) - half
     doc = json.loads(r.stdout)
     assert (doc["resumed_from"], doc["received"], doc["sha256"]) == (half, len(body) - half, sha(body))
+
+
+def test_get_starts_over_when_the_resumed_part_does_not_verify(cluster2, tmp_path):
+    """A .part left by an older version of the name: resumed, fails the check, downloaded again whole."""
+    n1, n2 = cluster2.agents
+    body = os.urandom(200_000)
+    assert n1.put("stale.bin", body).status_code == 201
+    (tmp_path / "stale.bin.part").write_bytes(os.urandom(80_000))
+    with proxy_to(n2.url) as fake:
+        r = cli("get", "stale.bin", agent=fake.url, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "the resumed bytes do not verify; downloading stale.bin from the start" in r.stderr
+    assert (tmp_path / "stale.bin").read_bytes() == body
+    assert [(h.get("Range"), sent) for _, _, h, _, sent in fake.requests] == [
+        ("bytes=80000-", 120_000),
+        (None, 200_000),
+    ]
 
 
 def test_get_restarts_from_zero_when_the_agent_ignores_range(tmp_path):

@@ -122,25 +122,9 @@ def check_content_range(value: str | None, start: int, size: int | None) -> int:
     return int(m.group(3))
 
 
-@click.command("get", epilog=EXIT_CODES_HELP)
-@click.argument("name")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Where to write it [./NAME].")
-@client_command
-def get_command(name, output, agent, as_json):
-    """Download NAME through the local agent into FILE (-o, default ./NAME).
-
-    Bytes go to FILE.part first; an existing FILE.part is resumed with a Range request.
-    The SHA-256 is checked against the object's (the ETag) before FILE.part is renamed
-    to FILE; on a mismatch FILE.part is deleted and the exit code is 5.
-
-    \b
-    Examples:
-      tuggle-agent get app.tar.gz
-      tuggle-agent get app.tar.gz -o /srv/releases/app.tar.gz --json
-    """
-    out = Path(output or name)
-    part = out.with_name(out.name + ".part")
-    client = Agent(agent)
+def download(client: Agent, name: str, part: Path, quiet: bool) -> tuple[int, int, int, str, str]:
+    """Append NAME to `part` (resumed with Range when it exists): (resumed from, bytes
+    received, object size, sha256 of `part`, the object's sha256 from the ETag)."""
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     r = client.request("GET", f"/{name}", ok=(200, 206, 416), headers=headers, stream=True, timeout=600)
@@ -150,7 +134,7 @@ def get_command(name, output, agent, as_json):
         r = client.request("GET", f"/{name}", ok=(200,), stream=True, timeout=600)
     expected = etag_sha256(r.headers)
     if not expected:
-        raise ClientError(f"{agent} sent {name} without an ETag: cannot verify it; nothing written")
+        raise ClientError(f"{client.url} sent {name} without an ETag: cannot verify it; nothing written")
     if r.status_code == 206:
         total = check_content_range(r.headers.get("Content-Range"), have, None)
     else:
@@ -160,7 +144,7 @@ def get_command(name, output, agent, as_json):
         with open(part, "rb") as f:
             for block in iter(lambda: f.read(CHUNK), b""):
                 sha.update(block)
-    progress = Progress(f"get {name}", total, quiet=as_json, initial=have)
+    progress = Progress(f"get {name}", total, quiet=quiet, initial=have)
     received = 0
     try:
         with open(part, "ab" if have else "wb") as f:
@@ -174,10 +158,39 @@ def get_command(name, output, agent, as_json):
     except OSError as exc:  # requests' connection errors are OSErrors too
         raise ClientError(f"download of {name} interrupted ({exc}); rerun to resume from {part}") from None
     progress.close()
+    return have, received, total, sha.hexdigest(), expected
+
+
+@click.command("get", epilog=EXIT_CODES_HELP)
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Where to write it [./NAME].")
+@client_command
+def get_command(name, output, agent, as_json):
+    """Download NAME through the local agent into FILE (-o, default ./NAME).
+
+    Bytes go to FILE.part first; an existing FILE.part is resumed with a Range request
+    (and downloaded again from the start if the resumed file does not verify).  The
+    SHA-256 is checked against the object's (the ETag) before FILE.part is renamed to
+    FILE; on a mismatch FILE.part is deleted and the exit code is 5.
+
+    \b
+    Examples:
+      tuggle-agent get app.tar.gz
+      tuggle-agent get app.tar.gz -o /srv/releases/app.tar.gz --json
+    """
+    out = Path(output or name)
+    part = out.with_name(out.name + ".part")
+    client = Agent(agent)
+    have, received, total, got, expected = download(client, name, part, as_json)
+    if got != expected and have:
+        # The .part was of an older version of NAME, or damaged: start over, once.
+        if not as_json:
+            click.echo(f"{part}: the resumed bytes do not verify; downloading {name} from the start", err=True)
+        part.unlink()
+        have, received, total, got, expected = download(client, name, part, as_json)
     doc = {"name": name, "path": str(out), "size": have + received, "resumed_from": have, "received": received}
     if have + received != total:
         raise ClientError(f"{name}: got {have + received} of {total} bytes; rerun to resume from {part}", doc=doc)
-    got = sha.hexdigest()
     if got != expected:
         part.unlink()
         raise ClientError(
