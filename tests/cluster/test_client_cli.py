@@ -238,6 +238,27 @@ def test_ls_rm_and_not_found(cluster2, tmp_path):
     assert "listed.bin" not in cli("ls", agent=n1.url).stdout
 
 
+def test_ls_shows_holders_when_the_agent_counts_them():
+    listing = [
+        {"name": "b.bin", "size": 3 << 20, "created_at": "2026-11-27T05:05:57Z", "sha256": "cd" * 32, "holders": 3},
+        {
+            "name": "a.bin",
+            "size": 10,
+            "created_at": "bad",
+            "sha256": "ab" * 32,
+            "holders": 0,
+            "no_passing_holder": True,
+        },
+    ]
+    with FakeAgent(lambda *a: as_json(listing)) as fake:
+        r = cli("ls", agent=fake.url)
+    assert r.returncode == 0, r.stderr
+    header, a, b = (line.split() for line in r.stdout.splitlines())
+    assert header == ["NAME", "SIZE", "AGE", "HOLDERS", "SHA256"]
+    assert a == ["a.bin", "10", "B", "?", "0", "(none", "passing)", "ab" * 6]
+    assert b[:3] == ["b.bin", "3.0", "MiB"] and b[-2:] == ["3", "cd" * 6]
+
+
 def test_exit_codes_for_usage_and_an_unreachable_agent(tmp_path):
     r = cli("wait", "a.bin", "--for", "150%")
     assert r.returncode == 2 and "all | N | P%" in r.stderr
