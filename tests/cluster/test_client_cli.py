@@ -89,7 +89,7 @@ def as_json(data) -> tuple[int, dict, bytes]:
 
 @pytest.fixture(scope="module")
 def cluster2(tmp_path_factory):
-    with TuggleCluster(tmp_path_factory.mktemp("client"), nodes=2) as c:
+    with TuggleCluster(tmp_path_factory.mktemp("client"), nodes=2, watches="http") as c:
         yield c
 
 
@@ -133,6 +133,30 @@ def test_put_then_get_from_the_other_node(cluster2, tmp_path):
     r = cli("put", str(tmp_path / "second.bin"), "putget.tar.gz", agent=n1.url)
     assert r.returncode == 1 and "409" in r.stderr, r.stderr
     assert n1.local_file("putget.tar.gz").read_bytes() == body
+
+
+def test_put_sync_wait_then_status_on_the_real_cluster(cluster2, tmp_path):
+    n1, n2 = cluster2.agents
+    body = os.urandom(3_000_000)
+    (tmp_path / "release.tar.gz").write_bytes(body)
+    r = cli("put", str(tmp_path / "release.tar.gz"), "--sync", "--wait", "all", "--timeout", "60s", agent=n1.url)
+    assert r.returncode == 0, r.stderr
+    assert "release.tar.gz: 2/2 target nodes complete, target all (2) reached" in r.stdout
+    assert n2.local_file("release.tar.gz").read_bytes() == body  # node2 prefetched it: the gate held until then
+
+    r = cli("status", "release.tar.gz", "--json", agent=n2.url)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert (doc["sha256"], sorted(doc["targets"]), doc["complete_targets"]) == (sha(body), ["node1", "node2"], 2)
+    r = cli("status", "release.tar.gz", agent=n2.url)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[4:]}
+    assert rows["node1"][1:3] == ["complete", "yes"]
+    assert rows["node2"][1:3] == ["complete", "yes"]
+
+    r = cli("wait", "release.tar.gz", "--for", "3", "--timeout", "2s", "--json", agent=n1.url)  # 3 of 2 nodes: never
+    assert r.returncode == 4, r.stderr
+    assert json.loads(r.stdout)["needed"] == 3
 
 
 def test_put_streams_with_content_length_and_sync_filters(tmp_path):
