@@ -21,6 +21,13 @@ COMMANDS = {
     "install-watches": "tuggle_agent.cli.install_watches:install_watches_command",
     "adopt": "tuggle_agent.cli.adopt:adopt_command",
     "init": "tuggle_agent.cli.init:init_command",
+    # Client commands: talk to the local agent over HTTP (--agent / TUGGLE_ADDR), see cli/client.py.
+    "put": "tuggle_agent.cli.transfer:put_command",
+    "get": "tuggle_agent.cli.transfer:get_command",
+    "ls": "tuggle_agent.cli.listing:ls_command",
+    "rm": "tuggle_agent.cli.listing:rm_command",
+    "status": "tuggle_agent.cli.rollout:status_command",
+    "wait": "tuggle_agent.cli.rollout:wait_command",
 }
 
 
@@ -50,4 +57,5 @@ def main() -> None:
       tuggle-agent serve --config config/tuggle.yaml
       tuggle-agent install-watches --consul-config-dir /etc/consul.d --config /etc/tuggle-agent.yaml --reload
       tuggle-agent devconsul --nodes 3 --http-port 8500
+      tuggle-agent put app.tar.gz --sync --wait all --timeout 10m   # client commands: put get ls rm status wait
     """

@@ -10,20 +10,16 @@ one writes and the others find their version there) and advertises it again.
 from __future__ import annotations
 
 import click
-import requests
+
+from .client import Agent, agent_option
 
 
 @click.command("adopt")
 @click.argument("names", nargs=-1)
-@click.option(
-    "--agent",
-    envvar="TUGGLE_ADDR",
-    default="http://127.0.0.1:8900",
-    show_default=True,
-    help="The local tuggle-agent (env TUGGLE_ADDR). Adoption is allowed from this host only.",
-)
+@agent_option
 def adopt_command(names, agent):
     """Re-publish orphaned local copies (all orphans of this node, or the NAMES given).
+    Adoption is allowed from the agent's host only.
 
     \b
     Examples:
@@ -31,16 +27,7 @@ def adopt_command(names, agent):
       tuggle-agent adopt                                       # every orphan of this node
       tuggle-agent adopt app.tar.gz --agent http://127.0.0.1:8901
     """
-    url = agent.rstrip("/") + "/_tuggle/adopt"
-    try:
-        r = requests.post(url, params=[("name", n) for n in names], timeout=600)
-    except requests.RequestException as exc:
-        raise click.ClickException(
-            f"could not reach the tuggle-agent at {agent} ({exc.__class__.__name__}); "
-            "is `tuggle-agent serve` running there? (--agent / TUGGLE_ADDR)"
-        ) from None
-    if r.status_code != 200:
-        raise click.ClickException(f"{agent} refused ({r.status_code}): {r.text.strip()}")
+    r = Agent(agent).request("POST", "/_tuggle/adopt", params=[("name", n) for n in names], timeout=600)
     results = r.json()
     if not results:
         click.echo("no orphans on this node: nothing to adopt")
