@@ -69,7 +69,7 @@ def test_least_recently_read_copy_is_evicted_and_untagged_down_to_the_low_waterm
     assert (d["max"], d["high"], d["low"]) == (3 * MiB, int(3 * MiB * 0.9), int(3 * MiB * 0.8))
     assert local_bytes(n3) <= d["low"] and d["evictions"] == 1 and d["refusals"] == 0
     assert metric(n3, 'tuggle_evictions_total{reason="watermark"}') == 1
-    assert metric(n3, "tuggle_disk_used_bytes") == local_bytes(n3)
+    wait_until(lambda: metric(n3, "tuggle_disk_used_bytes") == local_bytes(n3), 10, what="disk use gauge")
     assert f"removed local copy of {b}: evicted (watermark" in n3.log()
     # fetched again on the next GET
     read(n3, b)

@@ -1,7 +1,7 @@
 """The eviction policy (engine/eviction.py): which copies go, in which order, and when a
 download is refused.  Pure: copies, usage and limits in, the plan out."""
 
-from tuggle_agent.engine.eviction import MAX_AGE, WATERMARK, Copy, Limits, Usage, plan
+from tuggle_agent.engine.eviction import MAX_AGE, WATERMARK, Copy, Limits, Usage, plan, quiet
 
 MiB = 2**20
 NOW = 1_000_000.0
@@ -118,3 +118,11 @@ def test_the_filesystem_free_space_counts_with_headroom():
     assert p.refused is None and evicted(p) == ["a"]
     p = plan(copies, Usage(used(copies), 0), limits, NOW, holders(), need=5 * MiB)
     assert p.refused is not None and "more than the filesystem has free" in p.refused
+
+
+def test_quiet_when_nothing_is_to_be_evicted_and_the_download_fits_as_is():
+    limits = Limits(max_bytes=10 * MiB, high=0.9, low=0.5, headroom=MiB)
+    assert quiet(Usage(5 * MiB, ROOMY), limits, need=4 * MiB)
+    assert not quiet(Usage(5 * MiB, ROOMY), limits, need=5 * MiB)  # above the high watermark
+    assert not quiet(Usage(0, 4 * MiB), limits, need=4 * MiB)  # no headroom left on the filesystem
+    assert not quiet(Usage(0, ROOMY), Limits(max_bytes=10 * MiB, max_age=60), need=0)  # old copies to look for

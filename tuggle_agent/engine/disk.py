@@ -41,7 +41,7 @@ from ..objects.metadata import ObjectMeta, SyncSpec
 from ..objects.names import object_id
 from .copies import Copies
 from .download import Download
-from .eviction import Copy, Limits, Plan, Usage, plan
+from .eviction import Copy, Limits, Plan, Usage, plan, quiet
 from .store import LocalStore, _write_atomic
 
 log = logging.getLogger(__name__)
@@ -192,36 +192,17 @@ class Disk:
             return None
 
     # -- measuring --------------------------------------------------------
-    def _measure(self) -> tuple[list[Copy], Usage, Limits, dict]:
-        """The policy's inputs.  Raises ConsulUnavailable when KV cannot be listed."""
-        listing = self.kv.list()
-        active = {d.meta.name: d for d in self.fetching()}
-        copies, on_disk = [], 0
+    def _usage(self, active: dict[str, Download]) -> tuple[Usage, Limits, dict[str, tuple[int, Path]]]:
+        """Bytes used and free, the limits resolved, and the size of each file in the data dir."""
+        files: dict[str, tuple[int, Path]] = {}
         for name in self.store.names():
             path = self.store.path(name)
-            try:
-                size = path.stat().st_size
-            except OSError:
-                continue
-            on_disk += size
-            local = self.store.get(name)
-            known = listing.metas.get(name)
-            orphan = local is None or known is None or known.version != local.meta.version
-            copies.append(
-                Copy(
-                    name,
-                    size,
-                    self.reads.last_read(name, path),
-                    pinned=bool(known and known.sync and self.sync_applies(known.sync)),
-                    in_use=name in active or name in self._reserved or self.reads.readers(name) > 0,
-                    orphan=orphan,
-                )
-            )
-        written = 0  # bytes of temp files: uploads and fetches so far
-        for p in self.store.tmp.iterdir():
             with contextlib.suppress(OSError):
-                written += p.stat().st_size
-        on_disk += written
+                files[name] = (path.stat().st_size, path)
+        on_disk = sum(size for size, _ in files.values())
+        for p in self.store.tmp.iterdir():  # uploads, and fetches so far
+            with contextlib.suppress(OSError):
+                on_disk += p.stat().st_size
         # Admitted fetches count at their full size; what they have yet to write is not free.
         pending = 0
         for name, (version, size) in self._reserved.items():
@@ -233,17 +214,34 @@ class Disk:
         st = os.statvfs(self.store.root)
         total, avail = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
         fs_used = (st.f_blocks - st.f_bfree) * st.f_frsize
-        max_bytes = self.cfg.cache_max_disk.resolve(total, others=fs_used - on_disk)
-        usage = Usage(used=on_disk + pending, free=max(0, avail - pending))
         limits = Limits(
-            max_bytes=max_bytes,
+            max_bytes=self.cfg.cache_max_disk.resolve(total, others=fs_used - on_disk),
             high=self.cfg.cache_high_watermark,
             low=self.cfg.cache_low_watermark,
             max_age=self.cfg.cache_max_age,
             min_copies=self.cfg.cache_min_copies,
             headroom=min(64 * MiB, total // 100),
         )
-        return copies, usage, limits, {"listing": listing}
+        return Usage(used=on_disk + pending, free=max(0, avail - pending)), limits, files
+
+    def _copies(self, files: dict[str, tuple[int, Path]], active: dict[str, Download]) -> list[Copy]:
+        """The copies as the policy sees them.  Raises ConsulUnavailable when KV cannot be listed."""
+        listing = self.kv.list()
+        copies = []
+        for name, (size, path) in files.items():
+            local = self.store.get(name)
+            known = listing.metas.get(name)
+            copies.append(
+                Copy(
+                    name,
+                    size,
+                    self.reads.last_read(name, path),
+                    pinned=bool(known and known.sync and self.sync_applies(known.sync)),
+                    in_use=name in active or name in self._reserved or self.reads.readers(name) > 0,
+                    orphan=local is None or known is None or known.version != local.meta.version,
+                )
+            )
+        return copies
 
     def _holders(self, name: str) -> int:
         return len(self.finder.holders(object_id(name), self.node))
@@ -252,27 +250,28 @@ class Disk:
     def evict(self, trigger: str = "periodic", need: ObjectMeta | None = None) -> Plan | None:
         """One pass; with `need`, admit that download (raises NoSpace) and reserve its space."""
         with self._lock:
+            active = {d.meta.name: d for d in self.fetching()}
+            usage, limits, files = self._usage(active)
+            self._report(usage, limits)
+            if quiet(usage, limits, need.size if need else 0):
+                if need is not None:
+                    self._reserve(need, usage, limits)
+                return None
             try:
-                copies, usage, limits, _ = self._measure()
-                p = plan(copies, usage, limits, time.time(), self._holders, need.size if need else 0)
+                p = plan(
+                    self._copies(files, active), usage, limits, time.time(), self._holders, need.size if need else 0
+                )
             except ConsulUnavailable as exc:
                 # No evidence that any copy is unneeded: evict nothing; let the download try.
                 log.warning("disk: no eviction (%s): %s", trigger, exc)
                 if need is not None:
-                    self._reserved[need.name] = (need.version, need.size)
+                    self._reserve(need, usage, limits)
                 return None
             freed = 0
             for c, reason in p.evict:
                 if self._evict_one(c, reason, limits):
                     freed += c.size
-            self.last = {
-                "used": usage.used - freed,
-                "max": limits.max_bytes,
-                "high": limits.high_bytes,
-                "low": limits.low_bytes,
-                "free": usage.free + freed,
-            }
-            metrics.DISK_USED.set(usage.used - freed)
+            self._report(usage, limits, freed)
             if need is not None:
                 if p.refused is not None:
                     self.refusals += 1
@@ -283,9 +282,24 @@ class Disk:
                     )
                     log.error("refused the download of %s: %s", need.name, msg)
                     raise NoSpace(msg)
-                self._reserved[need.name] = (need.version, need.size)
+                self._reserve(need, usage, limits, freed)
         self.reads.save()
         return p
+
+    def _report(self, usage: Usage, limits: Limits, freed: int = 0, reserved: int = 0) -> None:
+        used = usage.used - freed + reserved
+        self.last = {
+            "used": used,
+            "max": limits.max_bytes,
+            "high": limits.high_bytes,
+            "low": limits.low_bytes,
+            "free": max(0, usage.free + freed - reserved),
+        }
+        metrics.DISK_USED.set(used)
+
+    def _reserve(self, need: ObjectMeta, usage: Usage, limits: Limits, freed: int = 0) -> None:
+        self._reserved[need.name] = (need.version, need.size)
+        self._report(usage, limits, freed, need.size)
 
     def _evict_one(self, c: Copy, reason: str, limits: Limits) -> bool:
         with self.store.lock:
@@ -341,6 +355,7 @@ class Disk:
             self.evict(trigger)
         except Exception:
             log.exception("disk: eviction pass (%s) failed", trigger)
+        self.reads.save()
 
     def loop(self, stop: threading.Event) -> None:
         while not stop.wait(EVICT_INTERVAL):

@@ -79,6 +79,12 @@ class Plan:
         return sum(c.size for c, _ in self.evict)
 
 
+def quiet(usage: Usage, limits: Limits, need: int = 0) -> bool:
+    """Nothing to evict and a download of `need` bytes fits as is: no need to look at
+    the copies (nor to ask Consul about them)."""
+    return limits.max_age <= 0 and usage.used + need <= limits.high_bytes and need + limits.headroom <= usage.free
+
+
 def _evictable(copies: list[Copy]) -> list[Copy]:
     """Unprotected copies, least recently read first (ties: larger first, then by name)."""
     return sorted((c for c in copies if c.protected is None), key=lambda c: (c.last_read, -c.size, c.name))
