@@ -145,3 +145,19 @@ def test_copy_streamed_to_a_slow_reader_survives(tmp_path, unique_name):
             assert not n3.local_file(b).exists()
         finally:
             slow.close()
+
+
+def test_copies_not_read_for_max_age_are_evicted_when_not_needed(tmp_path, unique_name):
+    with TuggleCluster(tmp_path, nodes=3, per_node={"node3": {"cache": {"max_age": "2s"}}}) as c:
+        n3 = c[2]
+        old, last, fresh = unique_name(), unique_name(), unique_name()
+        spread(c, [old, fresh])
+        assert c[0].put(last, os.urandom(MiB)).status_code == 201  # node1 only: one other holder
+        read(n3, old)
+        read(n3, last)
+        time.sleep(2.5)
+        read(n3, fresh)  # a download: a pass that looks for copies not read within max_age
+        wait_until(lambda: not n3.local_file(old).exists(), 10, what="old copy evicted")
+        assert n3.local_file(last).exists() and n3.local_file(fresh).exists()
+        assert metric(n3, 'tuggle_evictions_total{reason="max_age"}') == 1
+        assert f"removed local copy of {old}: evicted (max_age" in n3.log()
