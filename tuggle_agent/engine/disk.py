@@ -205,7 +205,7 @@ class Disk:
                 on_disk += p.stat().st_size
         # Admitted fetches count at their full size; what they have yet to write is not free.
         pending = 0
-        for name, (version, size) in self._reserved.items():
+        for name, (version, size) in list(self._reserved.items()):
             d = active.get(name)
             done = self.store.get(name)
             if done is not None and done.meta.version == version:
@@ -362,6 +362,7 @@ class Disk:
             self._pass("periodic")
 
     def status(self) -> dict:
-        if not self.last:
-            self._pass("status")
+        """Measured now (no eviction, no Consul request, and not waiting for a pass)."""
+        usage, limits, _ = self._usage({d.meta.name: d for d in self.fetching()})
+        self._report(usage, limits)
         return {**self.last, "evictions": self.evictions, "refusals": self.refusals}

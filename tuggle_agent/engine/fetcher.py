@@ -98,7 +98,12 @@ class Fetcher:
             d = self._active.get(meta.name)
             if d is not None and d.meta.version == meta.version and not d.done:
                 return d
-            temp, f = self.deps.store.temp_file(meta.name, "fetch")
+            try:
+                temp, f = self.deps.store.temp_file(meta.name, "fetch")
+            except BaseException:
+                if self.deps.ended is not None:
+                    self.deps.ended(meta)  # give back the space admitted for it
+                raise
             d = Download(meta, temp)
             self._active[meta.name] = d
         job = FetchJob(self.deps, d, f)
