@@ -3,7 +3,6 @@
 
 import http.client
 import os
-import socket
 import threading
 import time
 
@@ -11,6 +10,7 @@ import pytest
 import requests
 
 from tuggle_agent.harness import TuggleCluster, wait_until
+from tuggle_agent.harness.probes import answer_before_body, ping_latencies, slow_peer_readers
 
 MiB = 1 << 20
 BIG = 300 * MiB
@@ -27,48 +27,6 @@ def limits_cluster(tmp_path_factory):
         per_node={"node1": {"write_allow": ["127.0.0.1/32"]}, "node2": {"fetch_only": True, "max_serving_peers": 4}},
     ) as c:
         yield c
-
-
-def answer_before_body(port: int, head: str, source: str, size: int) -> tuple[str, int, bool]:
-    """Send a request's headers announcing a `size`-byte body, then push the body while
-    watching for the answer.  Returns (status line, body bytes sent before the answer
-    arrived, whether the server then closed the connection)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)  # what we "sent" ~ what the server took
-    try:
-        s.sendall(head.encode() + f"Content-Length: {size}\r\n\r\n".encode())
-        sent = 0
-        block = b"x" * 65536
-        s.setblocking(False)
-        answer = b""
-        deadline = time.monotonic() + 20
-        while b"\r\n" not in answer and time.monotonic() < deadline:
-            try:
-                answer += s.recv(65536)
-                continue
-            except BlockingIOError:
-                pass
-            try:
-                sent += s.send(block)
-            except BlockingIOError:
-                time.sleep(0.005)
-            except OSError:
-                break  # reset: the answer may still be in our receive buffer
-        s.setblocking(True)
-        s.settimeout(5)
-        closed = False
-        try:
-            while True:
-                data = s.recv(65536)
-                if not data:
-                    closed = True
-                    break
-                answer += data
-        except (ConnectionResetError, TimeoutError):
-            closed = True if not answer.endswith(b"\n") else closed
-        return answer.split(b"\r\n", 1)[0].decode(errors="replace"), sent, closed
-    finally:
-        s.close()
 
 
 @pytest.mark.parametrize(
@@ -88,7 +46,7 @@ def test_refusals_come_before_the_body(limits_cluster, case, node, path, source,
     head = f"PUT {path} HTTP/1.1\r\nHost: x\r\n"
     # 60 MiB is within max_upload_size (64 MiB): only the 413 case announces more.
     size = BIG if status == "413" else 60 * MiB
-    line, sent, closed = answer_before_body(c[node].port, head, source, size)
+    line, sent, closed = answer_before_body(c[node].port, head, size, source)
     assert status in line, f"{case}: {line}"
     assert sent < MiB, f"{case}: the client could send {sent} bytes of the body before the answer"
     assert closed, f"{case}: the connection must be closed rather than the body drained"
@@ -130,21 +88,8 @@ def test_slow_readers_posing_as_peers_do_not_take_the_node_down(limits_cluster, 
     name = unique_name()
     assert c[0].put(name, os.urandom(16 * MiB)).status_code == 201
     assert c[1].get(name).status_code == 200  # node2 holds a copy now
-    socks, statuses = [], []
-    try:
-        for _ in range(70):
-            s = socket.create_connection(("127.0.0.1", c[1].port), timeout=10)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.sendall(f"GET /{name} HTTP/1.1\r\nHost: x\r\nX-Tuggle-Internal: spoof\r\n\r\n".encode())
-            socks.append(s)
-        for s in socks:  # read only the status line, then never read again
-            statuses.append(s.recv(12)[9:12])
-        assert statuses.count(b"200") == 4 and statuses.count(b"503") == 66, statuses
-        for _ in range(5):
-            t = time.monotonic()
-            assert requests.get(c[1].url + "/?ping", timeout=2).status_code == 200
-            assert time.monotonic() - t < 1.0
-    finally:
-        for s in socks:
-            s.close()
+    with slow_peer_readers(c[1].port, name, 70) as statuses:
+        assert statuses.count("200") == 4 and statuses.count("503") == 66, statuses
+        latencies = ping_latencies(c[1].url, 5)
+        assert all(x is not None and x < 1.0 for x in latencies), latencies
     wait_until(lambda: requests.get(c[1].url + "/_tuggle/metrics", timeout=5).status_code == 200, what="metrics")

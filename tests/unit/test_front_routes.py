@@ -58,6 +58,13 @@ class FakeNode:
     def listing(self):
         return [self.meta_]
 
+    def listing_with_holders(self):
+        return [{**self.meta_.to_dict(), "holders": 0, "no_passing_holder": True}]
+
+    def rollout_status(self, name):
+        self._maybe_raise("rollout_status")
+        return {"name": name, "nodes": []}
+
     def open(self, name, head=False):
         self._maybe_raise("open")
         return Opened(self.meta_)
@@ -114,6 +121,13 @@ def test_ping_and_listing(cfg):
     assert call(node, "GET", "/?ping").text == "pong\n"
     assert json.loads(call(node, "GET", "/").text)[0]["name"] == "a"
     assert call(node, "DELETE", "/").status_code == 405
+
+
+def test_status_is_a_query_flag_on_the_object_route(cfg):
+    node = FakeNode(cfg)
+    r = call(node, "GET", "/a?status")
+    assert r.status_code == 200 and r.mimetype == "application/json" and r.json == {"name": "a", "nodes": []}
+    assert call(FakeNode(cfg, {"rollout_status": NotFound("b not found")}), "GET", "/b?status").status_code == 404
 
 
 def test_head_of_a_remote_object_is_answered_from_metadata(cfg):

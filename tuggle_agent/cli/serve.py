@@ -11,6 +11,7 @@ config file, reconcile with Consul, stay up.
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import threading
 
@@ -45,6 +46,10 @@ def serve_command(config_path, **flags):
         store.lock_exclusively()
     except DataDirLocked as exc:
         raise click.ClickException(str(exc)) from None
+    # Every client connection is a file descriptor: run out of them and accept() fails.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     late = LateApp()
     try:
         server = make_server(cfg, late)

@@ -7,6 +7,9 @@
   <ns>.graph/<name>/<from>/<to>        one edge per completed fetch
   <ns>.relay/<name>/<version>/<node>   partial holders, locked by their fetch session
   <ns>.lock/<node>                     each source node's fetch semaphore (Go api.Semaphore)
+  <ns>.status/<name>/<version>/<node>  a node's failed post_download hook of that version (JSON)
+  <ns>.nodes/<node>                    every node that ever served (so ?status can say "down"
+                                       for a node whose service is deregistered)
 
 Only `<ns>/` is watched (keyprefix): every other prefix is kept apart so that bookkeeping
 writes (edges, relay entries, semaphores) never wake every node's watch.
@@ -56,6 +59,19 @@ class Keys:
 
     def relay(self, name: str, version: str, node: str) -> str:
         return f"{self.ns}.relay/{name}/{version}/{node}"
+
+    def status_prefix(self, name: str, version: str | None = None) -> str:
+        return f"{self.ns}.status/{name}/" + (f"{version}/" if version else "")
+
+    def status(self, name: str, version: str, node: str) -> str:
+        return f"{self.ns}.status/{name}/{version}/{node}"
+
+    @property
+    def members_prefix(self) -> str:
+        return f"{self.ns}.nodes/"
+
+    def member(self, node: str) -> str:
+        return f"{self.ns}.nodes/{node}"
 
     def lock(self, node: str) -> str:
         return f"{self.ns}.lock/{node}"

@@ -97,6 +97,7 @@ class ObjectsKV:
             self.c.kv.delete(self.keys.pieces(name, version))
             self.c.kv.delete(self.keys.graph_prefix(name), recurse=True)
             self.c.kv.delete(self.keys.relay_prefix(name), recurse=True)
+            self.c.kv.delete(self.keys.status_prefix(name), recurse=True)
             return True
 
     def rollback_create(self, meta: ObjectMeta) -> None:
@@ -159,6 +160,18 @@ class ObjectsKV:
                     self.c.kv.delete(self.keys.tombstone(t.name, t.version))
                 n += 1
         return n
+
+    # -- per-node status (read by ?status) --------------------------------
+    def record_post_download(self, meta: ObjectMeta, node: str, error: str | None) -> None:
+        """`node`'s post_download hook of this version failed (`error`), or passed (the
+        record of an earlier failure goes)."""
+        key = self.keys.status(meta.name, meta.version, node)
+        with consul_errors(self.c, f"recording the post_download result of {meta.name}"):
+            if error is None:
+                self.c.kv.delete(key)
+            else:
+                value = {"post_download": "failed", "error": error[-2000:], "at": time.time()}
+                self.c.kv.put(key, json.dumps(value).encode())
 
     # -- graph ------------------------------------------------------------
     def add_edge(self, name: str, edge: Edge) -> None:

@@ -52,6 +52,11 @@ class Download:
                 self.close()
             self._cond.notify_all()
 
+    def rate(self, now: float | None = None) -> float:
+        """Bytes verified per second since the fetch started."""
+        elapsed = (time.time() if now is None else now) - self.started_at
+        return self.verified / elapsed if elapsed > 0 else 0.0
+
     @property
     def ok(self) -> bool:
         return self.done and self.error is None

@@ -241,6 +241,7 @@ class FetchJob:
                 post_download="failed" if failed else "ok",
                 post_download_error=failed[0].describe() if failed else "",
             )
+            self._record_hook_result(failed[0].describe() if failed else None)
             if failed and self.cfg.post_download_failure == "discard":
                 with store.lock:
                     local = store.get(meta.name)
@@ -256,6 +257,13 @@ class FetchJob:
                 log.info("not advertising %s: it was deleted while its hooks ran", meta.name)
                 return
             self.deps.copies.advertise(meta)
+
+    def _record_hook_result(self, error: str | None) -> None:
+        """In KV for ?status on any node: <ns>.status/<name>/<version>/<node>."""
+        try:
+            self.deps.kv.record_post_download(self.meta, self.deps.node, error)
+        except ConsulUnavailable as exc:
+            log.warning("post_download result of %s not recorded in Consul: %s", self.meta.name, exc)
 
     def _record_edge(self) -> None:
         now = time.time()

@@ -8,6 +8,7 @@ that owns it:
   keeper  reconcile, events, sync retries, scrub      engine/keeper.py (decisions: reconcile.py)
   fetcher one FetchJob per fetch, sources policy      engine/fetcher.py, sources.py
   copies  bytes on disk (store) and holder tags       engine/copies.py, store.py
+  rollout cluster-wide ?status, holder counts         engine/rollout.py
   Consul  objects KV, holder service, holders, relay  consul/
 """
 
@@ -37,6 +38,7 @@ from .keeper import Keeper
 from .peer import PeerClient
 from .ratelimit import TokenBucket
 from .reads import Opened, Reads
+from .rollout import Rollout
 from .sources import SourcePolicy
 from .store import LocalStore
 from .writes import Readable, Writes
@@ -98,6 +100,7 @@ class Node:
         self.disk.attach(self.fetcher.snapshot)
         self.reads = Reads(cfg, name, kv, self.copies, self.fetcher, self.disk)
         self.writes = Writes(cfg, name, client, kv, store, self.copies, self.keeper)
+        self.rollout = Rollout(cfg, name, client, kv, self.status)
 
     @classmethod
     def start(cls, cfg: Config, store: LocalStore | None = None) -> Node:
@@ -112,6 +115,10 @@ class Node:
             log.info("removed %d leftover temp files of an earlier run", removed)
         node = cls(cfg, name, service, client, store)
         node.keeper.reconcile(register=True)
+        try:
+            node.rollout.announce()
+        except ConsulUnavailable as exc:  # only ?status's "down" for this node depends on it
+            log.warning("%s", exc)
         if cfg.scrub_interval:
             threading.Thread(target=node.keeper.scrub_loop, name="scrub", daemon=True).start()
         threading.Thread(target=node.disk.loop, args=(node.keeper.stop,), name="evict", daemon=True).start()
@@ -148,6 +155,12 @@ class Node:
 
     def listing(self) -> list[ObjectMeta]:
         return self.reads.listing()
+
+    def listing_with_holders(self) -> list[dict]:
+        return self.rollout.listing(self.reads.listing())
+
+    def rollout_status(self, name: str) -> dict:
+        return self.rollout.status(name)
 
     def edges(self, name: str) -> list[Edge]:
         return self.reads.edges(name)
@@ -201,6 +214,7 @@ class Node:
                 "size": d.meta.size,
                 "verified": d.verified,
                 "source": d.source,
+                "rate": round(d.rate(), 1),
             }
             for d in self.fetcher.snapshot()
         ]

@@ -6,6 +6,7 @@ error -> status table, thin handlers; decisions live in the engine (engine/node.
   GET|HEAD /<name>      local copy, or fetched from the nearest holder while streaming
   DELETE /<name>        cluster-wide delete
   GET /<name>?graph[&format=svg|png]   who fetched from whom
+  GET /<name>?status    the object's rollout across the cluster (JSON)
   POST /<name>?sync     (re-)sync an existing object to every (matching) node
   /_tuggle/status, /_tuggle/metrics, /_tuggle/ready    open
   POST /_tuggle/verify/<name>          open to peers: "re-check your copy"
@@ -190,7 +191,7 @@ class TuggleApp:
     def root(self, req: Request) -> Response:
         if "ping" in req.args:
             return text("pong", 200)
-        return as_json([m.to_dict() for m in self.node.listing()])
+        return as_json(self.node.listing_with_holders())
 
     def status(self, req: Request) -> Response:
         return as_json(self.node.status())
@@ -240,6 +241,8 @@ class TuggleApp:
             return text(f"sync of {name} requested", 202)
         if "graph" in req.args:
             return self.graph(req, name)
+        if "status" in req.args:
+            return as_json(self.node.rollout_status(name))
         if INTERNAL_HEADER in req.headers:
             return self.to_peer(req, name)
         return self.get(req, name)
