@@ -36,8 +36,11 @@ def spread(c, names, size=MiB):
 
 
 def read(agent, name):
+    """GET, then wait for the end of the node's fetch (its hooks and holder tag): a copy
+    still being fetched is never evicted."""
     r = agent.get(name)
     assert r.status_code == 200, (r.status_code, r.text)
+    wait_until(lambda: agent.fetching(name) == [], 10, what=f"{agent.name}'s fetch of {name} over")
 
 
 def disk(agent):

@@ -42,7 +42,7 @@ from ..objects.names import object_id
 from .copies import Copies
 from .download import Download
 from .eviction import Copy, Limits, Plan, Usage, plan, quiet
-from .store import LocalStore, _write_atomic
+from .store import LocalObject, LocalStore, _write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -237,11 +237,16 @@ class Disk:
                     size,
                     self.reads.last_read(name, path),
                     pinned=bool(known and known.sync and self.sync_applies(known.sync)),
-                    in_use=name in active or name in self._reserved or self.reads.readers(name) > 0,
+                    in_use=name in active or self._admitted(name, local) or self.reads.readers(name) > 0,
                     orphan=local is None or known is None or known.version != local.meta.version,
                 )
             )
         return copies
+
+    def _admitted(self, name: str, local: LocalObject | None) -> bool:
+        """A fetch of another version than the local copy was admitted and is about to start."""
+        version, _ = self._reserved.get(name, (None, 0))
+        return version is not None and (local is None or local.meta.version != version)
 
     def _holders(self, name: str) -> int:
         return len(self.finder.holders(object_id(name), self.node))
@@ -304,7 +309,7 @@ class Disk:
     def _evict_one(self, c: Copy, reason: str, limits: Limits) -> bool:
         with self.store.lock:
             local = self.store.get(c.name)
-            if local is None or any(d.meta.name == c.name for d in self.fetching()) or c.name in self._reserved:
+            if local is None or any(d.meta.name == c.name for d in self.fetching()) or self._admitted(c.name, local):
                 return False
             if not self.reads.claim(c.name):
                 return False
