@@ -1,6 +1,7 @@
 """engine/disk.py's read tracking: open readers keep a copy from eviction, a copy being
 evicted takes no new reader, last read times survive a restart."""
 
+import json
 import os
 import time
 
@@ -45,3 +46,13 @@ def test_last_read_times_persist_and_fall_back_to_the_file(tmp_path):
     t.save()
     again = ReadTracker(tmp_path / "last-read.json")
     assert again.last_read("obj", path) >= before
+
+
+def test_names_no_longer_held_are_forgotten(tmp_path):
+    t = ReadTracker(tmp_path / "last-read.json")
+    for name in ("kept", "deleted"):
+        release = t.begin(name)
+        assert release is not None
+        release()
+    t.save(held={"kept"})
+    assert set(json.loads((tmp_path / "last-read.json").read_text())) == {"kept"}

@@ -139,8 +139,14 @@ class ReadTracker:
             if evicted and self._last.pop(name, None) is not None:
                 self._dirty = True
 
-    def save(self) -> None:
+    def save(self, held: set[str] | None = None) -> None:
+        """Write the times if they changed; with `held`, forget names no longer held here."""
         with self._lock:
+            if held is not None:
+                gone = set(self._last) - held - set(self._readers)
+                for name in gone:
+                    del self._last[name]
+                self._dirty = self._dirty or bool(gone)
             if not self._dirty:
                 return
             data, self._dirty = dict(self._last), False
@@ -360,7 +366,7 @@ class Disk:
             self.evict(trigger)
         except Exception:
             log.exception("disk: eviction pass (%s) failed", trigger)
-        self.reads.save()
+        self.reads.save(set(self.store.names()))
 
     def loop(self, stop: threading.Event) -> None:
         while not stop.wait(EVICT_INTERVAL):
