@@ -359,6 +359,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("post_download_failure", _choice("keep", "discard"), "keep"),
     Setting("hooks", _hooks, _hooks({})),
     Setting("log_level", _choice("debug", "info", "warning", "error"), "info"),
+    Setting("log_format", _choice("text", "json"), "text"),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -452,6 +453,7 @@ class Config:
     post_download_failure: str
     hooks: dict
     log_level: str
+    log_format: str
     source: str | None = None  # the YAML file it came from, for handlers that re-read it
     # The token files' contents, read once at load (a missing file is a ConfigError then).
     consul_token_from_file: str | None = dataclasses.field(default=None, repr=False)

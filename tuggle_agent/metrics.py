@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -13,6 +16,10 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 REGISTRY = CollectorRegistry()
+# The standard collectors every Python exporter has (process_* CPU, memory, open fds, start time;
+# python_info; python_gc_*): registered in our registry too, so dashboards built for them work.
+for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.register(_collector)
 
 FETCHED_BYTES = Counter(
     "tuggle_fetched_bytes", "Verified bytes received from peers, by kind of source", ["source"], registry=REGISTRY
@@ -42,6 +49,26 @@ PEERS_REFUSED = Counter(
     "tuggle_peers_refused", "Peer requests answered 503 because max_serving_peers were being served", registry=REGISTRY
 )
 CORRUPT_COPIES = Counter("tuggle_corrupt_copies", "Local copies found corrupt and removed", registry=REGISTRY)
+
+# Every request, from the access-log middleware (front/accesslog.py). `route` is the route's
+# name in front/app.py (object, root, status, ...), never the raw path, and methods outside
+# the HTTP verbs we know count as "other": clients cannot add label values at will.
+REQUESTS = Counter(
+    "tuggle_http_requests",
+    "HTTP requests answered, by route, method and status",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+REQUEST_SECONDS = Histogram(
+    "tuggle_http_request_seconds",
+    "Time from request to the end of the response body, by route",
+    ["route"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600),
+)
+HOOK_RUNS = Counter(
+    "tuggle_hook_runs", "Hook commands run, by kind and result", ["kind", "result"], registry=REGISTRY
+)  # kind: pre_download | post_download | post_delete; result: ok | failed | timeout
 
 
 def exposition() -> tuple[bytes, str]:

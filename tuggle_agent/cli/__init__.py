@@ -20,6 +20,7 @@ COMMANDS = {
     "handle-event": "tuggle_agent.cli.handle_event:handle_event_command",
     "install-watches": "tuggle_agent.cli.install_watches:install_watches_command",
     "adopt": "tuggle_agent.cli.adopt:adopt_command",
+    "init": "tuggle_agent.cli.init:init_command",
 }
 
 

@@ -5,13 +5,16 @@ process (POST /_tuggle/watch), which owns downloads and their queue: Consul wait
 for a handler and queues later changes behind it, so the handler returns at once.
 The same endpoint serves watches declared with `handler_type: http`, so both paths
 run one piece of logic.  Consul keeps only 4 KiB of a handler's output, at DEBUG, so
-what it did is also appended to <data_dir>/.tuggle/handle-event.log.
+what it did is also appended to <data_dir>/.tuggle/handle-event.log, rotated at
+LOG_MAX_BYTES with LOG_BACKUPS older files kept (handle-event.log.1 ...), so it never
+grows without bound however often Consul fires.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
+import logging.handlers
 import sys
 from pathlib import Path
 
@@ -21,6 +24,9 @@ from ..watches.input import BadInput, parse_watch_body
 from .options import load_from_flags, setup_logging
 
 log = logging.getLogger("tuggle_agent.cli.handle_event")
+
+LOG_MAX_BYTES = 1 << 20  # handle-event.log is rotated at 1 MiB ...
+LOG_BACKUPS = 3  # ... keeping 3 older files: at most 4 MiB in all
 
 
 def forward(cfg, body: bytes) -> str:
@@ -42,12 +48,17 @@ def forward(cfg, body: bytes) -> str:
     return answer
 
 
-def _log_to_data_dir(cfg) -> None:
+def _log_to_data_dir(cfg) -> logging.Handler:
     state = Path(cfg.data_dir) / ".tuggle"
     state.mkdir(parents=True, exist_ok=True)
-    h = logging.FileHandler(state / "handle-event.log")
+    # The two watches' handlers may run at once: a rotation racing the other process's write
+    # can lose that line, but the files never grow past the bound.
+    h = logging.handlers.RotatingFileHandler(
+        state / "handle-event.log", maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS
+    )
     h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s handle-event[%(process)d]: %(message)s"))
     logging.getLogger("tuggle_agent").addHandler(h)
+    return h
 
 
 @click.command("handle-event")
@@ -68,7 +79,7 @@ def handle_event_command(config_path):
       echo null | tuggle-agent handle-event --config config/tuggle.yaml
     """
     cfg = load_from_flags(config_path)
-    setup_logging(cfg.log_level)
+    setup_logging(cfg.log_level, cfg.log_format)
     _log_to_data_dir(cfg)
     body = sys.stdin.buffer.read()
     try:

@@ -13,13 +13,28 @@ import click
 
 from ..config import ConfigError, load_config
 
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+
+def log_formatter(fmt: str = "text") -> logging.Formatter:
+    """`log_format: text` (one line per record) or `json` (one JSON object per line: time,
+    level, logger, message, plus the record's `extra` fields, such as the access log's)."""
+    if fmt == "json":
+        # Imported only when asked for: handle-event starts on every watch firing and logs text by default.
+        from pythonjsonlogger.json import JsonFormatter
+
+        return JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            timestamp=False,
+        )
+    return logging.Formatter(TEXT_FORMAT)
+
+
+def setup_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(log_formatter(fmt))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
@@ -58,6 +73,9 @@ def config_options(f):
             help="Refuse PUT and never advertise as a holder (--slave: Go tuggle's name).",
         ),
         click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None),
+        click.option(
+            "--log-format", type=click.Choice(["text", "json"]), default=None, help="Log lines as text or JSON."
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)

@@ -11,8 +11,10 @@ config file, reconcile with Consul, stay up.
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import signal
+import socket
 import threading
 
 import click
@@ -20,14 +22,72 @@ import click
 from ..consul.client import ConsulUnavailable
 from ..engine.node import Node
 from ..engine.store import DataDirLocked, LocalStore
+from ..front.accesslog import AccessLog
 from ..front.app import TuggleApp
 from ..front.server import LateApp, make_server
 from .options import config_options, load_from_flags, setup_logging
 
 log = logging.getLogger("tuggle_agent")
 
+# The Go tuggle's flags (Go's flag package: one dash, `-flag value` or `-flag=value`) and ours.
+GO_FLAGS = {
+    "-data-dir": "--data-dir",
+    "-port": "--port",
+    "-namespace": "--namespace",
+    "-fetch-rate": "--fetch-rate",
+    "-fetch-timeout": "--fetch-timeout",
+    "-slave": "--slave",
+}
+# Go's strconv.ParseBool, which reads `-slave=<value>`.
+_GO_BOOL = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True}
+_GO_BOOL |= {"0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
 
-@click.command("serve")
+
+def translate_go_flags(args: list[str]) -> list[str]:
+    """`-data-dir /d -slave` -> `--data-dir /d --slave`, so a Go tuggle command line runs
+    unchanged.  Go's boolean `-slave=true|false` becomes --slave / --no-fetch-only.
+    Nothing after `--` is touched."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        flag, eq, value = arg.partition("=")
+        if flag == "-slave" and eq:
+            if value not in _GO_BOOL:
+                raise click.UsageError(f"-slave={value}: expected true or false")
+            out.append("--slave" if _GO_BOOL[value] else "--no-fetch-only")
+        elif flag in GO_FLAGS:
+            out.append(GO_FLAGS[flag] + eq + value)
+        else:
+            out.append(arg)
+    return out
+
+
+def sd_notify(state: str) -> bool:
+    """Tell systemd (Type=notify) about our state: one datagram to $NOTIFY_SOCKET, as
+    sd_notify(3) sends it ("@..." is an abstract socket).  False when not run by systemd;
+    a failure to send is logged, never fatal."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError as exc:
+        log.warning("could not notify systemd (%s) at NOTIFY_SOCKET=%s: %s", state.split("\n")[0], address, exc)
+        return False
+    return True
+
+
+class GoFlagsCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, translate_go_flags(args))
+
+
+@click.command("serve", cls=GoFlagsCommand)
 @config_options
 def serve_command(config_path, **flags):
     """Run this node's tuggle-agent: the HTTP API on port 8900.
@@ -38,9 +98,14 @@ def serve_command(config_path, **flags):
       tuggle-agent serve --config /etc/tuggle-agent.yaml
       tuggle-agent serve --data-dir /var/lib/tuggle --fetch-rate 50MB --fetch-only
       CONSUL_HTTP_ADDR=10.0.0.5:8500 tuggle-agent serve --namespace deploy
+      tuggle-agent serve -data-dir /var/lib/tuggle -port 8900 -slave   # the Go tuggle's flags work too
+
+    \b
+    Go tuggle flags accepted as they are: -data-dir, -port, -namespace, -fetch-rate,
+    -fetch-timeout, -slave (also -flag=value).
     """
     cfg = load_from_flags(config_path, **flags)
-    setup_logging(cfg.log_level)
+    setup_logging(cfg.log_level, cfg.log_format)
     store = LocalStore(cfg.data_dir)
     try:
         store.lock_exclusively()
@@ -52,7 +117,7 @@ def serve_command(config_path, **flags):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     late = LateApp()
     try:
-        server = make_server(cfg, late)
+        server = make_server(cfg, AccessLog(late))
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {cfg.bind}:{cfg.port}: {exc}. Is another tuggle-agent (or another program) "
@@ -87,11 +152,14 @@ def serve_command(config_path, **flags):
         cfg.data_dir,
     )
     print(f"tuggle-agent ready: node {node.name} http://{cfg.bind}:{cfg.port}", flush=True)
+    # Registered in Consul (Node.start) and accepting: systemd may start what depends on us.
+    sd_notify(f"READY=1\nSTATUS=serving node {node.name} on {cfg.bind}:{cfg.port}")
     while not stopping.wait(1.0):
         if not accept.is_alive():
             log.error("the HTTP server stopped unexpectedly; leaving the cluster")
             break
     log.info("stopping: cancelling fetches, deregistering from Consul, closing connections")
+    sd_notify("STOPPING=1")
     node.close()
     server.stop()
     accept.join(10)

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import metrics
 from ..config import Hook
 from ..objects.metadata import ObjectMeta
 
@@ -94,6 +95,7 @@ def _run(kind: str, hook: Hook, env: dict[str, str], cwd: Path | None) -> HookRe
         )
     except OSError as exc:
         result = HookResult(hook, None, f"cannot run {cmd[0]!r}: {exc.strerror}")
+        outcome = "failed"
     else:
         with proc:
             out, finished = _collect(proc, time.monotonic() + hook.timeout)
@@ -103,8 +105,11 @@ def _run(kind: str, hook: Hook, env: dict[str, str], cwd: Path | None) -> HookRe
         output = _tail_text(out)
         if finished:
             result = HookResult(hook, proc.returncode, output)
+            outcome = "ok" if result.ok else "failed"
         else:
             result = HookResult(hook, None, f"{output}timed out after {hook.timeout:g}s; its process group was killed")
+            outcome = "timeout"
+    metrics.HOOK_RUNS.labels(kind, outcome).inc()
     for line in result.output.splitlines():
         log.info("%s hook %s: %s", kind, cmd[0], line)
     if result.ok:

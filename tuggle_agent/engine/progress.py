@@ -9,7 +9,8 @@ from ..units import format_bytes, format_duration
 
 
 class Progress:
-    def __init__(self, log: logging.Logger, what: str, total: int, interval: float, start_at: int = 0):
+    def __init__(self, log: logging.Logger, what: str, total: int | None, interval: float, start_at: int = 0):
+        """`total` None: the size is not known in advance (a chunked upload): no percentage, no ETA."""
         self.log = log
         self.what = what
         self.total = total
@@ -32,6 +33,8 @@ class Progress:
 
     def line(self, now: float | None = None) -> str:
         rate = self.rate(now)
+        if self.total is None:
+            return f"{format_bytes(self.done)} so far (size not announced), {format_bytes(rate)}/s"
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         pct = 100.0 * self.done / self.total if self.total else 100.0
         return (

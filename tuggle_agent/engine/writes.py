@@ -70,7 +70,7 @@ class Writes:
         temp, f = self.store.temp_file(name, "upload")
         try:
             with f:
-                progress = Progress(log, f"receiving {name}", length or 0, self.cfg.progress_interval)
+                progress = Progress(log, f"receiving {name}", length, self.cfg.progress_interval)
                 while True:
                     want = 1 << 20 if length is None else min(1 << 20, length - digester.size)
                     if want <= 0:
