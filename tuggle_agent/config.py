@@ -113,6 +113,51 @@ def _size(v: Any) -> int:
     return n
 
 
+@dataclasses.dataclass(frozen=True)
+class DiskLimit:
+    """cache.max_disk: a size in bytes, or a share of the data filesystem (`fraction`)."""
+
+    bytes: int | None = None
+    fraction: float | None = None
+
+    def resolve(self, fs_total: int, others: int = 0) -> int:
+        """The bytes the agent may take.  A share keeps the filesystem at most that full,
+        counting the `others` bytes stored there by everyone else."""
+        if self.bytes is not None:
+            return self.bytes
+        return max(0, int(fs_total * (self.fraction or 0.0)) - max(0, others))
+
+    def __str__(self) -> str:
+        return f"{self.fraction * 100:g}%" if self.fraction is not None else f"{self.bytes} bytes"
+
+
+def _percent(v: Any) -> float:
+    """`"80%"` (or a bare 80) -> 0.8; from above 0 to 100%."""
+    expected = "a percentage such as 80%"
+    text = str(_finite(v, expected)).strip() if not isinstance(v, bool) else ""
+    try:
+        n = float(text[:-1] if text.endswith("%") else text)
+    except ValueError:
+        raise ValueError(f"expected {expected}, got {v!r}") from None
+    if not 0 < n <= 100:
+        raise ValueError(f"expected {expected} above 0 and at most 100%, got {v!r}")
+    return n / 100
+
+
+def _disk_limit(v: Any) -> DiskLimit:
+    if isinstance(v, str) and v.strip().endswith("%"):
+        return DiskLimit(fraction=_percent(v))
+    try:
+        n = _size(v)
+    except ValueError:
+        raise ValueError(
+            f"expected a size such as 50GiB or a percentage of the data filesystem such as 90%, got {v!r}"
+        ) from None
+    if n <= 0:
+        raise ValueError(f"expected a size above 0 or a percentage such as 90%, got {v!r}")
+    return DiskLimit(bytes=n)
+
+
 def _rate(v: Any) -> int | None:
     n = parse_rate(_finite(v, "a rate such as 50MB or unlimited"))
     if n is not None and n > _MAX_BYTES:
@@ -296,6 +341,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("scrub_interval", _duration, 86400.0),
     Setting("tombstone_ttl", _positive_duration, 30 * 86400.0),
     Setting("max_upload_size", _size, 64 * 2**40),
+    Setting("cache.max_disk", _disk_limit, DiskLimit(fraction=0.9)),
+    Setting("cache.high_watermark", _percent, 0.9),
+    Setting("cache.low_watermark", _percent, 0.8),
+    Setting("cache.max_age", _duration, 0.0),
+    Setting("cache.min_copies", _int_range(1, 1000), 2),
     Setting("write_allow", _networks, _networks(["127.0.0.0/8", "::1"])),
     Setting("write_token", _opt_str, None),
     Setting("write_token_file", _opt_str, None),
@@ -385,6 +435,11 @@ class Config:
     scrub_interval: float
     tombstone_ttl: float
     max_upload_size: int
+    cache_max_disk: DiskLimit
+    cache_high_watermark: float
+    cache_low_watermark: float
+    cache_max_age: float
+    cache_min_copies: int
     write_allow: tuple
     write_token: str | None = dataclasses.field(repr=False)
     write_token_file: str | None
@@ -460,11 +515,14 @@ def _client_ip(address: str):
     return getattr(ip, "ipv4_mapped", None) or ip
 
 
+_SECTIONS = ("consul", "cache")  # mappings in the YAML whose keys are settings <section>.<key>
+
+
 def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in data.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and key == "consul":
+        if isinstance(v, dict) and key in _SECTIONS:
             out.update(_flatten(v, key + "."))
         else:
             out[key] = v
@@ -516,6 +574,11 @@ def load_config(
         values.setdefault(s.key, s.default)
     if not values["namespace"] or "/" in values["namespace"]:
         raise ConfigError(f"setting 'namespace': expected a non-empty name without '/', got {values['namespace']!r}")
+    if values["cache.low_watermark"] > values["cache.high_watermark"]:
+        raise ConfigError(
+            "settings 'cache.low_watermark' and 'cache.high_watermark': the low watermark must not be above "
+            f"the high one (got {values['cache.low_watermark']:.0%} and {values['cache.high_watermark']:.0%})"
+        )
     kwargs = {k.replace(".", "_"): v for k, v in values.items()}
     kwargs["data_dir"] = Path(kwargs["data_dir"]).absolute()
     _check_data_dir(kwargs["data_dir"])

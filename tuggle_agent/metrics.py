@@ -73,3 +73,13 @@ HOOK_RUNS = Counter(
 
 def exposition() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+DISK_USED = Gauge(
+    "tuggle_disk_used_bytes", "Bytes the agent's copies, temp files and admitted fetches take", registry=REGISTRY
+)
+EVICTIONS = Counter("tuggle_evictions", "Local copies evicted, by reason", ["reason"], registry=REGISTRY)
+# reason: watermark | max_age
+FETCH_REFUSALS = Counter(
+    "tuggle_fetch_refusals", "Downloads refused (507) because the object could not fit", registry=REGISTRY
+)

@@ -10,7 +10,10 @@ from tuggle_agent.units import parse_duration, parse_rate, parse_size
 
 def test_shipped_config_documents_every_key_and_matches_defaults():
     data = yaml.safe_load((REPO / "config/tuggle.yaml").read_text())
-    flat = {**{k: v for k, v in data.items() if k != "consul"}, **{f"consul.{k}": v for k, v in data["consul"].items()}}
+    sections = ("consul", "cache")
+    flat = {k: v for k, v in data.items() if k not in sections}
+    for section in sections:
+        flat.update({f"{section}.{k}": v for k, v in data[section].items()})
     assert set(flat) == {s.key for s in SETTINGS}
     shipped = load_config(REPO / "config/tuggle.yaml", env={})
     defaults = load_config(None, env={})

@@ -62,6 +62,10 @@ class FetchDeps:
     bucket: TokenBucket
     new_session: Callable[[], RenewedSession]  # one per fetch: semaphore slots, relay entry
     semaphore: Callable[[str, RenewedSession], Semaphore]
+    # Disk lifecycle (disk.py): make room for a fetch or raise NoSpace before its temp
+    # file exists; told when a fetch ended (its reserved space is released).
+    admit: Callable[[ObjectMeta], None] | None = None
+    ended: Callable[[ObjectMeta], None] | None = None
 
 
 class Fetcher:
@@ -82,17 +86,39 @@ class Fetcher:
             return list(self._active.values())
 
     def ensure(self, meta: ObjectMeta) -> Download:
-        """The running fetch of this exact object version, or a new one."""
+        """The running fetch of this exact object version, or a new one (NoSpace when the
+        object cannot fit, before anything is written)."""
         with self._lock:
             d = self._active.get(meta.name)
             if d is not None and d.meta.version == meta.version and not d.done:
                 return d
-            temp, f = self.deps.store.temp_file(meta.name, "fetch")
+        if self.deps.admit is not None:
+            self.deps.admit(meta)
+        with self._lock:
+            d = self._active.get(meta.name)
+            if d is not None and d.meta.version == meta.version and not d.done:
+                return d
+            try:
+                temp, f = self.deps.store.temp_file(meta.name, "fetch")
+            except BaseException:
+                if self.deps.ended is not None:
+                    self.deps.ended(meta)  # give back the space admitted for it
+                raise
             d = Download(meta, temp)
             self._active[meta.name] = d
         job = FetchJob(self.deps, d, f)
         threading.Thread(target=self._run, args=(job,), name=f"fetch-{meta.name}", daemon=True).start()
         return d
+
+    def prefetch(self, meta: ObjectMeta) -> bool:
+        """ensure() for a sync or an event: a refusal for lack of space is logged and retried
+        later like any transient failure, never raised into the caller."""
+        try:
+            self.ensure(meta)
+        except NoSpace as exc:
+            self.on_failed(meta, exc)
+            return False
+        return True
 
     def cancel(self, name: str, version: str | None = None) -> bool:
         """A DELETE arrived: the running fetch (of `version`, if given) must not land."""
@@ -115,6 +141,8 @@ class Fetcher:
             with self._lock:
                 if self._active.get(job.meta.name) is job.d:
                     del self._active[job.meta.name]
+            if self.deps.ended is not None:
+                self.deps.ended(job.meta)
 
 
 class FetchJob:

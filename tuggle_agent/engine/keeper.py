@@ -92,7 +92,7 @@ class Keeper:
             self.service.add(*tags)  # a no-op (no catalog write) when nothing is missing
             if self.service.ensure_registered():
                 log.warning("the local Consul agent had lost our service registration; registered again")
-        started = [m.name for m in p.prefetch if self.fetcher.ensure(m)]
+        started = [m.name for m in p.prefetch if self.fetcher.prefetch(m)]
         self._expire_tombstones()
         return {
             "kept": len(p.keep),
@@ -144,7 +144,8 @@ class Keeper:
         local = self.store.get(meta.name)
         if local is not None and local.meta.version == meta.version:
             return f"prefetch of {meta.name} not needed: held here"
-        self.fetcher.ensure(meta)
+        if not self.fetcher.prefetch(meta):
+            return f"prefetch of {meta.name} refused: no space (retried later)"
         return f"prefetch of {meta.name} started"
 
     def drop_local(self, name: str, version: str, why: str) -> bool:

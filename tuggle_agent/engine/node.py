@@ -32,6 +32,7 @@ from ..consul.session import RenewedSession
 from ..objects.edges import Edge
 from ..objects.metadata import ObjectMeta, SyncSpec, now_rfc3339
 from .copies import Copies
+from .disk import Disk
 from .fetcher import FetchDeps, Fetcher
 from .keeper import Keeper
 from .peer import PeerClient
@@ -74,6 +75,8 @@ class Node:
         self.keeper = Keeper(cfg, name, kv, store, self.copies, service)
         # Our sessions die with our HTTP check as well as with the node (see session.py).
         checks = ["serfHealth", f"service:{cfg.namespace}"]
+        finder = HolderFinder(client, cfg.namespace)
+        self.disk = Disk(cfg, name, store, self.copies, kv, finder, self.keeper.sync_applies)
         self.fetcher = Fetcher(
             FetchDeps(
                 cfg=cfg,
@@ -81,18 +84,21 @@ class Node:
                 store=store,
                 copies=self.copies,
                 kv=kv,
-                finder=HolderFinder(client, cfg.namespace),
+                finder=finder,
                 relay=RelayRegistry(client, keys),
                 peer=PeerClient(name, cfg.stall_timeout, cfg.min_source_rate),
                 policy=SourcePolicy(cfg.nearest),
                 bucket=TokenBucket(cfg.fetch_rate),
                 new_session=lambda: RenewedSession(client, "tuggle-agent fetch", 15.0, "delete", checks),
                 semaphore=lambda source, session: Semaphore(client, keys.lock(source), cfg.source_limit, session),
+                admit=self.disk.admit,
+                ended=self.disk.fetch_ended,
             ),
             on_failed=self.keeper.fetch_failed,
         )
         self.keeper.attach(self.fetcher)
-        self.reads = Reads(cfg, name, kv, self.copies, self.fetcher)
+        self.disk.attach(self.fetcher.snapshot)
+        self.reads = Reads(cfg, name, kv, self.copies, self.fetcher, self.disk)
         self.writes = Writes(cfg, name, client, kv, store, self.copies, self.keeper)
         self.rollout = Rollout(cfg, name, client, kv, self.status)
 
@@ -115,6 +121,7 @@ class Node:
             log.warning("%s", exc)
         if cfg.scrub_interval:
             threading.Thread(target=node.keeper.scrub_loop, name="scrub", daemon=True).start()
+        threading.Thread(target=node.disk.loop, args=(node.keeper.stop,), name="evict", daemon=True).start()
         return node
 
     # -- the facade -------------------------------------------------------
@@ -220,6 +227,7 @@ class Node:
             "fetching": fetching,
             "orphans": [{"name": n, "why": why} for n, why in sorted(self.copies.orphans.items())],
             "bad_entries": [{"key": k, "why": why} for k, why in self.keeper.bad_entries],
+            "disk": self.disk.status(),
             "checked_at": now_rfc3339(),
         }
 
@@ -227,6 +235,7 @@ class Node:
         """Leave the cluster cleanly: stop fetches, then deregister (no critical leftover)."""
         self.keeper.stop.set()
         self.fetcher.cancel_all()
+        self.disk.reads.save()
         try:
             self.service.deregister()
         except ConsulUnavailable as exc:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .. import metrics
 from ..config import Config
@@ -22,6 +23,7 @@ from ..objects.edges import Edge
 from ..objects.metadata import ObjectMeta
 from ..objects.names import check_name
 from .copies import Copies
+from .disk import Disk
 from .download import Download
 from .fetcher import Fetcher
 from .ratelimit import TokenBucket
@@ -35,6 +37,17 @@ class Opened:
     meta: ObjectMeta
     path: Path | None = None
     download: Download | None = None
+    # The local copy opened (counted as read until it is closed: disk.py never evicts it meanwhile).
+    file: BinaryIO | None = None
+    # Counts a reader of a fetch in progress (disk.py); None: not counted.
+    begin_read: Callable[[], Callable[[], None] | None] | None = None
+
+    def read(self, start: int, end: int) -> Iterator[bytes]:
+        """Verified bytes of the fetch in progress, counted as a read until done or closed."""
+        assert self.download is not None
+        release = self.begin_read() if self.begin_read is not None else None
+        chunks = self.download.read(start, end)
+        return Lease(chunks, release) if release is not None else chunks
 
 
 class Lease:
@@ -66,8 +79,9 @@ class Lease:
 
 
 class Reads:
-    def __init__(self, cfg: Config, node: str, kv: ObjectsKV, copies: Copies, fetcher: Fetcher):
+    def __init__(self, cfg: Config, node: str, kv: ObjectsKV, copies: Copies, fetcher: Fetcher, disk: Disk):
         self.cfg = cfg
+        self.disk = disk
         self.name = node
         self.kv = kv
         self.copies = copies
@@ -89,13 +103,14 @@ class Reads:
         first verified bytes, or its failure, so the answer can still carry a status)."""
         meta = self.meta(name)
         local = self.copies.checked(name, meta.version)
-        if local is not None:
-            return Opened(meta, path=local.path)
+        f = self.disk.open_copy(name, local.path) if local is not None else None
+        if local is not None and f is not None:
+            return Opened(meta, path=local.path, file=f)
         if head:
             return Opened(meta)
         d = self.fetcher.ensure(meta)
         d.wait_started(self.cfg.fetch_timeout)
-        return Opened(meta, download=d)
+        return Opened(meta, download=d, begin_read=lambda: self.disk.reads.begin(name))
 
     def open_for_peer(
         self, name: str, bounds: Callable[[int], tuple[int, int]]
@@ -109,7 +124,12 @@ class Reads:
         d = self.fetcher.active(name) if self.cfg.pipelined and local is None else None
         if local is None and (d is None or d.meta.version != meta.version):
             raise NotFound(f"{name} is not held on this node")
+        reading = self.disk.reads.begin(name) if local is not None else None
+        if local is not None and reading is None:
+            raise NotFound(f"{name} is being evicted from this node")
         if not self._peer_slots.acquire(blocking=False):
+            if reading is not None:
+                reading()
             metrics.PEERS_REFUSED.inc()
             raise Busy(
                 f"{self.name} is already serving {self.cfg.max_serving_peers} peers (max_serving_peers); "
@@ -121,7 +141,17 @@ class Reads:
         else:
             assert d is not None
             chunks = d.read(start, end)
-        return meta, (start, end), Lease(self._to_peer(chunks), self._peer_slots.release)
+        return meta, (start, end), Lease(self._to_peer(chunks), self._released(reading))
+
+    def _released(self, reading: Callable[[], None] | None) -> Callable[[], None]:
+        """A peer's slot release, which also ends its read of a local copy (disk.py)."""
+
+        def release() -> None:
+            self._peer_slots.release()
+            if reading is not None:
+                reading()
+
+        return release
 
     def _file_bytes(self, path: Path, meta: ObjectMeta, start: int, end: int, verify: bool) -> Iterator[bytes]:
         """A whole read re-checks our copy on the way (a peer verifies too, but a bad copy

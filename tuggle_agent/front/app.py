@@ -283,21 +283,24 @@ class TuggleApp:
         opened = self.node.open(name, head=head)
         meta = opened.meta
         if opened.path is not None:
+            # The copy opened by the engine (a counted reader, closed with the response).
             resp = send_file(
-                str(opened.path),
+                opened.file or str(opened.path),
                 req.environ,
                 mimetype=meta.content_type,
                 etag=meta.etag,
                 last_modified=meta.created,
-                conditional=True,
                 max_age=None,
+                download_name=opened.path.name,
             )
+            resp.content_length = meta.size
+            resp = resp.make_conditional(req.environ, accept_ranges=True, complete_length=meta.size)
             resp.headers["X-Tuggle-Object-Id"] = meta.id
             return resp
         if opened.download is None:  # HEAD of an object we don't hold: answered from metadata
             return Response(status=200, headers={**self.object_headers(meta), "Content-Length": str(meta.size)})
         start, end = self.byte_range(req, meta.size)
-        return self.ranged(meta, start, end, req, opened.download.read(start, end))
+        return self.ranged(meta, start, end, req, opened.read(start, end))
 
     def to_peer(self, req: Request, name: str) -> Response:
         meta, (start, end), body = self.node.open_for_peer(name, lambda size: self.byte_range(req, size))
