@@ -14,6 +14,7 @@ that owns it:
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ from ..consul.semaphore import Semaphore
 from ..consul.session import RenewedSession
 from ..objects.edges import Edge
 from ..objects.metadata import ObjectMeta, SyncSpec, now_rfc3339
+from .console import Console
 from .copies import Copies
 from .fetcher import FetchDeps, Fetcher
 from .keeper import Keeper
@@ -92,6 +94,7 @@ class Node:
         self.keeper.attach(self.fetcher)
         self.reads = Reads(cfg, name, kv, self.copies, self.fetcher)
         self.writes = Writes(cfg, name, client, kv, store, self.copies, self.keeper)
+        self.console = Console(client, cfg.namespace, kv)  # the web console's data (front/ui.py)
 
     @classmethod
     def start(cls, cfg: Config, store: LocalStore | None = None) -> Node:
@@ -194,9 +197,16 @@ class Node:
                 "size": d.meta.size,
                 "verified": d.verified,
                 "source": d.source,
+                "started_at": d.started_at,
+                "rate": round(d.verified / max(time.time() - d.started_at, 1e-3), 1),  # bytes/s since the start
             }
             for d in self.fetcher.snapshot()
         ]
+        try:
+            usage = shutil.disk_usage(self.store.root)
+            disk = {"total": usage.total, "used": usage.used, "free": usage.free}
+        except OSError:
+            disk = None
         return {
             "node": self.name,
             "fetch_only": self.cfg.fetch_only,
@@ -206,6 +216,7 @@ class Node:
             "fetching": fetching,
             "orphans": [{"name": n, "why": why} for n, why in sorted(self.copies.orphans.items())],
             "bad_entries": [{"key": k, "why": why} for k, why in self.keeper.bad_entries],
+            "disk": disk,
             "checked_at": now_rfc3339(),
         }
 
