@@ -62,20 +62,29 @@
   async function poll() {
     const gen = ui.generation;
     const route = ui.route;
+    let data = null;
     try {
       const resp = await fetch(API + apiPath(route), { cache: "no-store" });
       const body = resp.headers.get("Content-Type") === "application/json" ? await resp.json() : await resp.text();
-      if (gen !== ui.generation) return;
       if (!resp.ok) throw new Error(typeof body === "string" ? body.trim() : "HTTP " + resp.status);
-      render(route, body);
-      updated.textContent = "updated " + new Date().toLocaleTimeString();
-      updated.className = "muted";
+      data = body;
     } catch (err) {
-      if (gen !== ui.generation) return;
-      updated.textContent = "error: " + err.message;
-      updated.className = "error";
+      // The node or the network: shown, and retried at the next poll.
+      if (gen === ui.generation) {
+        updated.textContent = "error: " + err.message;
+        updated.className = "error";
+      }
     }
-    if (gen === ui.generation) ui.timer = setTimeout(poll, POLL_MS);
+    try {
+      // A bug in drawing is not swallowed: it reaches the browser's console.
+      if (data !== null && gen === ui.generation) {
+        render(route, data);
+        updated.textContent = "updated " + new Date().toLocaleTimeString();
+        updated.className = "muted";
+      }
+    } finally {
+      if (gen === ui.generation) ui.timer = setTimeout(poll, POLL_MS);
+    }
   }
 
   function navigate() {
