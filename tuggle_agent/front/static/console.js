@@ -188,7 +188,7 @@
           bytes(r.bytes_verified) + " / " + bytes(o.size),
         ]),
         el("td", { class: "rate num", text: r.state === "fetching" ? bytes(r.rate) + "/s" : "" }),
-        el("td", { class: "source", text: r.source }),
+        el("td", { class: "source", text: r.source === r.node ? "(stored here)" : r.source }),
         el("td", { class: "detail muted", text: r.detail + (r.passing ? "" : " (not passing)") }),
       ]);
     });
