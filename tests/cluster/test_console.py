@@ -229,5 +229,8 @@ def test_console_api_is_read_only_and_static_files_ship(console_cluster):
     assert requests.get(f"{url}/_tuggle/ui/api/nope", timeout=5).status_code == 404
     assert requests.get(f"{url}/_tuggle/ui/api/object/no-such-object", timeout=5).status_code == 404
     assert requests.get(f"{url}/_tuggle/ui/static/../app.py", timeout=5).status_code == 404
+    for page in ("/_tuggle/ui", "/_tuggle/ui/"):
+        r = requests.get(url + page, timeout=5, allow_redirects=False)
+        assert r.status_code == 200 and "console.js" in r.text
     js = requests.get(f"{url}/_tuggle/ui/static/console.js", timeout=5)
     assert js.status_code == 200 and "javascript" in js.headers["Content-Type"]

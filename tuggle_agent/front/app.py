@@ -105,6 +105,7 @@ ROUTES = Map(
         Rule("/_tuggle/reconcile", endpoint="reconcile", methods=["POST"]),
         Rule("/_tuggle/adopt", endpoint="adopt", methods=["POST"]),
         Rule("/_tuggle/ui", endpoint="ui", methods=["GET", "HEAD"]),
+        Rule("/_tuggle/ui/", endpoint="ui", methods=["GET", "HEAD"]),
         Rule("/_tuggle/ui/static/<path:path>", endpoint="ui_static", methods=["GET", "HEAD"]),
         Rule("/_tuggle/ui/api/<path:what>", endpoint="ui_api", methods=["GET", "HEAD"]),
         Rule("/_tuggle/<path:what>", endpoint="unknown"),
