@@ -16,11 +16,12 @@ $(VENV)/.lint-installed: $(VENV)/.installed pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test,lint]'
 	touch $@
 
-# Graphviz renders ?graph&format=svg|png; the tests check real `dot` output.
+# Graphviz renders ?graph&format=svg|png; the tests check real `dot` output. Chromium and
+# its driver run the web console in a real headless browser (tests/cluster/test_console.py).
 deps: $(VENV)/.installed
-	@command -v dot >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq graphviz >/dev/null; fi; }
+	@{ command -v dot && test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq graphviz chromium chromium-driver >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq graphviz chromium chromium-driver >/dev/null; fi; }
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/tuggle-agent dev --nodes 3

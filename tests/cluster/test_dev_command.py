@@ -68,6 +68,8 @@ def test_dev_runs_a_cluster_and_stops_cleanly(tmp_path):
             what="node2 to prefetch through its real watches",
         )
         assert requests.get(f"{n2}/hello.txt").content == b"hi"
+        assert f"{n1}/_tuggle/ui" in out  # the banner names the web console, which answers
+        assert requests.get(f"{n1}/_tuggle/ui", timeout=5).status_code == 200
     finally:
         rest = stop_dev(proc)
     assert proc.returncode == 0 and "stopped" in rest

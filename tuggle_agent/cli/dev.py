@@ -37,6 +37,7 @@ Try it:
   curl 'http://127.0.0.1:{p1}/os-release?graph'                                  # who fetched from whom (DOT)
   curl -T /etc/hostname 'http://127.0.0.1:{p1}/hostname?sync'                   # store + prefetch everywhere
   curl -XDELETE http://127.0.0.1:{p2}/os-release                                 # delete everywhere
+Web console: http://127.0.0.1:{p1}/_tuggle/ui  (objects, rollouts, fetch graph, nodes; any node serves it)
 Logs: {cluster.workdir}/node*/agent.log   Stop: Ctrl-C"""
     return "\n".join(rows) + "\n" + examples
 

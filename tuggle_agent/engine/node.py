@@ -31,6 +31,7 @@ from ..consul.semaphore import Semaphore
 from ..consul.session import RenewedSession
 from ..objects.edges import Edge
 from ..objects.metadata import ObjectMeta, SyncSpec, now_rfc3339
+from .console import Console
 from .copies import Copies
 from .disk import Disk
 from .fetcher import FetchDeps, Fetcher
@@ -101,6 +102,7 @@ class Node:
         self.reads = Reads(cfg, name, kv, self.copies, self.fetcher, self.disk)
         self.writes = Writes(cfg, name, client, kv, store, self.copies, self.keeper)
         self.rollout = Rollout(cfg, name, client, kv, self.status)
+        self.console = Console(client, cfg.namespace, kv)  # the web console's data (front/ui.py)
 
     @classmethod
     def start(cls, cfg: Config, store: LocalStore | None = None) -> Node:
@@ -214,6 +216,7 @@ class Node:
                 "size": d.meta.size,
                 "verified": d.verified,
                 "source": d.source,
+                "started_at": d.started_at,
                 "rate": round(d.rate(), 1),
             }
             for d in self.fetcher.snapshot()

@@ -9,6 +9,7 @@ error -> status table, thin handlers; decisions live in the engine (engine/node.
   GET /<name>?status    the object's rollout across the cluster (JSON)
   POST /<name>?sync     (re-)sync an existing object to every (matching) node
   /_tuggle/status, /_tuggle/metrics, /_tuggle/ready    open
+  GET /_tuggle/ui[/static/<path>|/api/<what>]          the web console (front/ui.py), read-only
   POST /_tuggle/verify/<name>          open to peers: "re-check your copy"
   POST /_tuggle/watch|reconcile|adopt  this host only (the node's own watch handlers, operators)
 
@@ -55,6 +56,7 @@ from ..objects.names import BadName
 from ..watches.dispatch import dispatch
 from ..watches.input import BadInput, parse_watch_body
 from .graph import FORMATS, DotMissing, render, to_dot
+from .ui import ConsoleUI
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,10 @@ ROUTES = Map(
         Rule("/_tuggle/watch", endpoint="watch", methods=["POST"]),
         Rule("/_tuggle/reconcile", endpoint="reconcile", methods=["POST"]),
         Rule("/_tuggle/adopt", endpoint="adopt", methods=["POST"]),
+        Rule("/_tuggle/ui", endpoint="ui", methods=["GET", "HEAD"]),
+        Rule("/_tuggle/ui/", endpoint="ui", methods=["GET", "HEAD"]),
+        Rule("/_tuggle/ui/static/<path:path>", endpoint="ui_static", methods=["GET", "HEAD"]),
+        Rule("/_tuggle/ui/api/<path:what>", endpoint="ui_api", methods=["GET", "HEAD"]),
         Rule("/_tuggle/<path:what>", endpoint="unknown"),
         Rule("/<path:name>", endpoint="object", methods=["GET", "HEAD", "PUT", "DELETE", "POST"]),
     ]
@@ -127,6 +133,7 @@ class TuggleApp:
     def __init__(self, node: Node):
         self.node = node
         self.cfg = node.cfg
+        ui = ConsoleUI(node)
         # endpoint -> (handler, who may call it); methods are in ROUTES.
         self.handlers: dict[str, tuple[Callable[..., Response], str]] = {
             "root": (self.root, OPEN),
@@ -137,6 +144,9 @@ class TuggleApp:
             "watch": (self.watch, LOCAL),
             "reconcile": (self.reconcile, LOCAL),
             "adopt": (self.adopt, LOCAL),
+            "ui": (ui.page, OPEN),
+            "ui_static": (ui.static, OPEN),
+            "ui_api": (ui.api, OPEN),
             "unknown": (self.unknown, OPEN),
             "object": (self.object, OPEN),
         }
