@@ -70,6 +70,16 @@ def test_dev_runs_a_cluster_and_stops_cleanly(tmp_path):
         assert requests.get(f"{n2}/hello.txt").content == b"hi"
         assert f"{n1}/_tuggle/ui" in out  # the banner names the web console, which answers
         assert requests.get(f"{n1}/_tuggle/ui", timeout=5).status_code == 200
+        # the client commands the banner prints work as printed (run from tmp_path)
+        env = {**os.environ, "TUGGLE_ADDR": n1}
+        cmds = [line.split("#")[0].split() for line in out.splitlines() if line.strip().startswith("tuggle-agent ")]
+        assert [c[1] for c in cmds] == ["put", "status", "ls", "get", "rm"]
+        for c in cmds:
+            c = [a.replace("/tmp/release.txt", str(tmp_path / "release.txt")) for a in c]
+            r = subprocess.run(agent_command(*c[1:]), env=env, capture_output=True, text=True, timeout=90)
+            assert r.returncode == 0, f"{' '.join(c)}: {r.stdout}{r.stderr}"
+        assert (tmp_path / "release.txt").read_bytes() == Path("/etc/os-release").read_bytes()
+        assert requests.get(f"{n1}/release.txt").status_code == 404  # rm deleted it
     finally:
         rest = stop_dev(proc)
     assert proc.returncode == 0 and "stopped" in rest

@@ -37,6 +37,13 @@ Try it:
   curl 'http://127.0.0.1:{p1}/os-release?graph'                                  # who fetched from whom (DOT)
   curl -T /etc/hostname 'http://127.0.0.1:{p1}/hostname?sync'                   # store + prefetch everywhere
   curl -XDELETE http://127.0.0.1:{p2}/os-release                                 # delete everywhere
+With the client (talks to one node's agent; --agent or TUGGLE_ADDR picks it):
+  export TUGGLE_ADDR=http://127.0.0.1:{p1}
+  tuggle-agent put /etc/os-release release.txt --sync --wait all --timeout 1m   # store, sync, gate on it
+  tuggle-agent status release.txt                                              # who holds it, per node
+  tuggle-agent ls                                                              # objects and holder counts
+  tuggle-agent get release.txt -o /tmp/release.txt --agent http://127.0.0.1:{p2}   # verified download
+  tuggle-agent rm release.txt                                                  # delete everywhere
 Web console: http://127.0.0.1:{p1}/_tuggle/ui  (objects, rollouts, fetch graph, nodes; any node serves it)
 Logs: {cluster.workdir}/node*/agent.log   Stop: Ctrl-C"""
     return "\n".join(rows) + "\n" + examples
