@@ -1,43 +1,31 @@
-"""The web console's decisions (engine/console.py): a node's state for one object and an
-object's overall state, from what Consul and the nodes' /_tuggle/status said."""
+"""The web console's own decisions (engine/console.py): an object's overall state, and the
+summary it builds from rollout.assemble (node states, targets and counts are tested in
+test_rollout_status.py)."""
 
-from tuggle_agent.engine.console import Console, TuggleNode
+from tuggle_agent.engine.console import Console, Poll
 from tuggle_agent.objects.metadata import ObjectMeta, SyncSpec
 
 META = ObjectMeta(name="a.bin", size=1000, sha256="0" * 64, version="v1")
 SYNCED = ObjectMeta(name="a.bin", size=1000, sha256="0" * 64, version="v1", sync=SyncSpec(requested_at="x"))
 
 
-def node(name="node2", passing=True, tags=(), local=None, fetching=None, answered=True) -> TuggleNode:
-    n = TuggleNode(name, f"http://{name}", passing, set(tags), [], status={} if answered else None)
-    n.local = local or {}
-    n.fetching = fetching or {}
-    if not answered:
-        n.error = "no status: ReadTimeout"
-    return n
+def inst(node, tags=(), status="passing"):
+    return {
+        "Node": {"Node": node, "Address": "10.0.0.1"},
+        "Service": {"Tags": list(tags), "Address": "", "Port": 8900},
+        "Checks": [{"CheckID": "service:tuggle", "Name": "tuggle", "Status": status, "Output": ""}],
+    }
 
 
-def row(n: TuggleNode, relaying=(), meta=META) -> dict:
-    return Console._row(meta, n, set(relaying))
+def poll(instances, relays=None, records=None, node_status=None) -> Poll:
+    nodes = Console.__new__(Console)._instances(instances)
+    return Poll(instances, nodes, set(), set(), relays or {}, records or {}, node_status or {})
 
 
-def test_node_states():
-    held = {"a.bin": {"name": "a.bin", "version": "v1", "source": "node1", "status": {}}}
-    assert row(node(tags=[META.id], local=held))["state"] == "complete"
-    assert row(node(tags=[META.id], local=held))["bytes_verified"] == 1000
-    failed = {"a.bin": {**held["a.bin"], "status": {"post_download": "failed", "post_download_error": "exit 1"}}}
-    r = row(node(local=failed))
-    assert r["state"] == "hook_failed" and "exit 1" in r["detail"]
-    old = {"a.bin": {**held["a.bin"], "version": "v0"}}
-    assert row(node(local=old))["state"] == "missing"  # another version is not this object
-    fetch = {"a.bin": {"name": "a.bin", "version": "v1", "verified": 300, "source": "node1", "rate": 512.0}}
-    r = row(node(fetching=fetch))
-    assert (r["state"], r["bytes_verified"], r["source"], r["rate"]) == ("fetching", 300, "node1", 512.0)
-    assert row(node(), relaying=["node2"])["state"] == "fetching"  # its relay entry, status not in yet
-    assert row(node(passing=False))["state"] == "down"
-    assert row(node())["state"] == "missing"
-    # A holder whose status did not answer in time is still shown as holding it.
-    assert row(node(tags=[META.id], answered=False))["state"] == "complete"
+def summary(meta, p: Poll) -> dict:
+    console = Console.__new__(Console)
+    console.ns = "tuggle"
+    return console._summary(meta, p)
 
 
 def test_object_states():
@@ -52,9 +40,30 @@ def test_object_states():
     assert Console._state(rows("complete", "hook_failed"), 2, [], META) == "failed hooks"
 
 
-def test_sync_targets_follow_the_filters():
-    nodes = [node("node1"), node("node2"), node("web3")]
+def test_summary_uses_the_rollout_rows_and_keeps_the_console_keys():
+    fetch = {"fetching": [{"name": "a.bin", "version": "v1", "verified": 300, "source": "node1", "rate": 512.0}]}
+    p = poll(
+        [inst("node1", [META.id]), inst("node2"), inst("node3", [META.id], status="critical")],
+        relays={("a.bin", "v1"): {"node2"}},
+        node_status={"node2": fetch},
+    )
+    s = summary(META, p)
+    assert [s[k] for k in ("holders", "holder_nodes", "no_passing_holder")] == [1, ["node1", "node3"], False]
+    assert [r["state"] for r in s["nodes"]] == ["complete", "fetching", "down"]
+    assert (s["nodes"][1]["bytes_verified"], s["nodes"][1]["source"], s["nodes"][1]["rate"]) == (300, "node1", 512.0)
+    assert s["targets"] == [] and s["complete_targets"] == 0  # no ?sync: nobody is asked to prefetch
+    assert s["state"] == "rolling out" and s["complete"] == 1 and s["failed"] == []
+    assert s["sync"] is None and s["name"] == "a.bin" and s["size"] == 1000
+
+
+def test_summary_of_a_sync_follows_its_targets_and_hook_records():
     spec = SyncSpec(node="^node", requested_at="x")
-    meta = ObjectMeta(name="a.bin", size=1, sha256="0" * 64, sync=spec)
-    assert Console._targets(meta, nodes, "tuggle") == ["node1", "node2"]
-    assert Console._targets(META, nodes, "tuggle") == []
+    meta = ObjectMeta(name="a.bin", size=1, sha256="0" * 64, version="v1", sync=spec)
+    p = poll([inst("node1", [meta.id]), inst("node2"), inst("web3")])
+    s = summary(meta, p)
+    assert s["targets"] == ["node1", "node2"] and s["complete_targets"] == 1
+    assert s["state"] == "rolling out" and s["sync"]["requested_at"] == "x"
+    failed = {("a.bin", "v1"): {"node2": {"post_download": "failed", "error": "exit 1"}}}
+    s = summary(meta, poll([inst("node1", [meta.id]), inst("node2", [meta.id])], records=failed))
+    assert s["failed"] == ["node2"] and s["state"] == "failed hooks"
+    assert "exit 1" in s["nodes"][1]["detail"]

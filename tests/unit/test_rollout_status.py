@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tuggle_agent.engine.rollout import STATES, assemble, sync_matcher, with_holders
+from tuggle_agent.engine.rollout import STATES, assemble, passing, sync_matcher, with_holders
 from tuggle_agent.objects.metadata import ObjectMeta, SyncSpec
 
 META = ObjectMeta(name="app.tgz", size=1000, sha256="b" * 64, version="v1", created_at="2026-11-27T05:05:57.977770Z")
@@ -198,6 +198,25 @@ def test_missing_details():
     assert rows(out)["node2"]["state"] == "missing"
 
 
+def test_a_holder_whose_status_cannot_be_read_is_still_complete():
+    # (moved from the web console's own row logic, which now uses assemble)
+    out = status_of(instances=[inst("node1", [META.id])], node_status={"node1": "no status: ReadTimeout"})
+    assert rows(out)["node1"]["state"] == "complete" and rows(out)["node1"]["bytes_verified"] == 1000
+
+
+def test_another_version_held_locally_is_missing():
+    other = ObjectMeta(name=META.name, size=1000, sha256="e" * 64, version="v0")
+    out = status_of(instances=[inst("node2", [META.id])], node_status={"node2": fetching(10, meta=other)}, meta=other)
+    assert rows(out)["node2"]["state"] == "complete"  # the tag is the name's id: held as the current version
+    out = status_of(instances=[inst("node2")], node_status={"node2": fetching(10, meta=other)})
+    assert rows(out)["node2"]["state"] == "missing"
+
+
+def test_passing_keeps_instances_whose_checks_all_pass():
+    kept = passing([inst("node1"), inst("node2", service="critical"), inst("node3", serf="warning")])
+    assert [i["Node"]["Node"] for i in kept] == ["node1"]
+
+
 def test_targets_every_node_without_sync():
     out = status_of(instances=[inst("node1"), inst("node2")], members=["node3"], consul_nodes=["node3"])
     assert out["targets"] == ["node1", "node2", "node3"] and out["sync"] is None
@@ -254,3 +273,38 @@ def test_listing_adds_holder_counts_at_the_end():
     assert (out[0]["holders"], out[0]["no_passing_holder"]) == (2, False)
     assert (out[1]["holders"], out[1]["no_passing_holder"]) == (0, True)
     assert with_holders([], []) == []
+
+
+def test_rollout_view_reads_every_object_in_one_read_as_per_object():
+    """consul/rollout.py's bulk reads (the web console's poll) group the same entries
+    relay_nodes / node_records return for one version."""
+    from tuggle_agent.consul.keys import Keys
+    from tuggle_agent.consul.rollout import RolloutView
+
+    entries = {
+        "tuggle.relay/": [
+            {"Key": "tuggle.relay/app.tgz/v1/node2", "Session": "s1"},
+            {"Key": "tuggle.relay/app.tgz/v1/node3", "Session": None},  # its fetch ended
+            {"Key": "tuggle.relay/other.tgz/v9/node1", "Session": "s2"},
+        ],
+        "tuggle.status/": [
+            {"Key": "tuggle.status/app.tgz/v1/node2", "Value": b'{"post_download": "failed"}'},
+            {"Key": "tuggle.status/app.tgz/v1/node3", "Value": b"[1]"},
+        ],
+    }
+
+    class KV:
+        def get(self, prefix, recurse=False):
+            assert recurse
+            return 1, [e for rows in entries.values() for e in rows if e["Key"].startswith(prefix)] or None
+
+    class Client:
+        kv = KV()
+
+    view = RolloutView(Client(), Keys("tuggle"))
+    assert view.all_relay_nodes() == {("app.tgz", "v1"): {"node2"}, ("other.tgz", "v9"): {"node1"}}
+    assert view.relay_nodes("app.tgz", "v1") == {"node2"}
+    records = {"node2": {"post_download": "failed"}, "node3": {"malformed": True}}
+    assert view.all_node_records() == {("app.tgz", "v1"): records}
+    assert view.node_records("app.tgz", "v1") == records
+    assert view.node_records("other.tgz", "v9") == {}

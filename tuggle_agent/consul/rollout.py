@@ -52,18 +52,49 @@ class RolloutView:
         """Partial holders of this version: relay entries still held by a fetch session."""
         with consul_errors(self.c, f"listing partial holders of {name}"):
             _, entries = self.c.kv.get(self.keys.relay_prefix(name, version), recurse=True)
-        return {e["Key"].rsplit("/", 1)[1] for e in entries or [] if e.get("Session")}
+        return {node for _, _, node in _held(entries)}
 
     def node_records(self, name: str, version: str) -> dict[str, dict]:
         """`<ns>.status/<name>/<version>/<node>` records, by node."""
         with consul_errors(self.c, f"reading node status records of {name}"):
             _, entries = self.c.kv.get(self.keys.status_prefix(name, version), recurse=True)
-        out: dict[str, dict] = {}
-        for e in entries or []:
-            node = e["Key"].rsplit("/", 1)[1]
-            try:
-                value = json.loads(e.get("Value") or b"")
-            except ValueError:
-                value = None
-            out[node] = value if isinstance(value, dict) else {"malformed": True}
+        return {node: value for _, _, node, value in _records(entries)}
+
+    def all_relay_nodes(self) -> dict[tuple[str, str], set[str]]:
+        """relay_nodes of every object, by (name, version), in one read (the web console)."""
+        with consul_errors(self.c, "listing partial holders"):
+            _, entries = self.c.kv.get(f"{self.keys.ns}.relay/", recurse=True)
+        out: dict[tuple[str, str], set[str]] = {}
+        for name, version, node in _held(entries):
+            out.setdefault((name, version), set()).add(node)
         return out
+
+    def all_node_records(self) -> dict[tuple[str, str], dict[str, dict]]:
+        """node_records of every object, by (name, version), in one read (the web console)."""
+        with consul_errors(self.c, "reading node status records"):
+            _, entries = self.c.kv.get(f"{self.keys.ns}.status/", recurse=True)
+        out: dict[tuple[str, str], dict[str, dict]] = {}
+        for name, version, node, value in _records(entries):
+            out.setdefault((name, version), {})[node] = value
+        return out
+
+
+def _split(key: str) -> tuple[str, str, str]:
+    """(name, version, node) of a `<prefix>/<name>/<version>/<node>` key."""
+    parts = key.split("/")
+    return (parts[-3], parts[-2], parts[-1]) if len(parts) >= 4 else ("", "", parts[-1])
+
+
+def _held(entries: list[dict] | None) -> list[tuple[str, str, str]]:
+    return [_split(e["Key"]) for e in entries or [] if e.get("Session")]
+
+
+def _records(entries: list[dict] | None) -> list[tuple[str, str, str, dict]]:
+    out = []
+    for e in entries or []:
+        try:
+            value = json.loads(e.get("Value") or b"")
+        except ValueError:
+            value = None
+        out.append((*_split(e["Key"]), value if isinstance(value, dict) else {"malformed": True}))
+    return out

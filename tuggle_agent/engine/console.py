@@ -3,16 +3,16 @@
 Read-only.  One poll of the console costs a handful of Consul reads plus one
 `GET /_tuggle/status` per tuggle node, fetched in parallel with a short timeout (a node
 that does not answer in time is shown without its details, never blocks the page);
-the per-node answers are cached for CACHE_TTL so several open consoles do not
-multiply the load.
+everything gathered is cached for CACHE_TTL so several open consoles do not multiply
+the load, and one poll serves every object.
 
   objects()      every object with its holders, targets and a state
   nodes()        every tuggle node: health, disk use, active fetches, orphans
   object(name)   one object's rollout: a row per node, and the fetch-graph edges
 
-Node states of one object (the shape of `GET /<name>?status`): complete (holds the
-version), fetching (a running fetch or a relay entry), hook_failed (holds it but its
-post_download hook failed), down (the node's checks are not passing), missing.
+A node's state for one object, the targets and the counts are engine/rollout.py's
+(`assemble`, the shape of `GET /<name>?status`); only the object's overall state label
+(`_state`) and the nodes page are the console's own.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 import consul
 import requests
 
-from ..consul.client import consul_errors
 from ..consul.keys import Keys
 from ..consul.kv import ObjectsKV
+from ..consul.rollout import RolloutView
 from ..errors import NotFound
-from ..objects import syncfilter
 from ..objects.metadata import ObjectMeta
+from . import rollout
 
 STATUS_TIMEOUT = 0.8  # seconds per node's /_tuggle/status
 CACHE_TTL = 0.5
@@ -51,23 +51,35 @@ class TuggleNode:
     local: dict[str, dict] = field(default_factory=dict)  # name -> local object row of its status
 
 
+@dataclass
+class Poll:
+    """The inputs of rollout.assemble for every object, gathered once per poll."""
+
+    instances: list[dict]  # health/service/<ns> rows, with their checks
+    nodes: list[TuggleNode]
+    members: set[str]
+    consul_nodes: set[str]
+    relays: dict[tuple[str, str], set[str]]  # (name, version) -> partial holders
+    records: dict[tuple[str, str], dict[str, dict]]  # (name, version) -> node -> status record
+    node_status: dict[str, dict | str]
+
+
 class Console:
     def __init__(self, client: consul.Consul, namespace: str, kv: ObjectsKV):
         self.c = client
         self.ns = namespace
         self.keys = Keys(namespace)
         self.kv = kv
+        self.view = RolloutView(client, self.keys)
         self.http = requests.Session()
         self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="console")
         self._lock = threading.Lock()
-        self._cache: tuple[float, list[TuggleNode]] | None = None
+        self._cache: tuple[float, Poll] | None = None
 
     # -- gathering --------------------------------------------------------
-    def _instances(self) -> list[TuggleNode]:
-        with consul_errors(self.c, "listing tuggle nodes"):
-            _, entries = self.c.health.service(self.ns)
+    def _instances(self, entries: list[dict]) -> list[TuggleNode]:
         out = []
-        for e in entries or []:
+        for e in entries:
             svc = e["Service"]
             address = svc.get("Address") or e["Node"]["Address"]
             host = f"[{address}]" if ":" in address else address
@@ -90,78 +102,44 @@ class Console:
         try:
             r = self.http.get(f"{n.url}/_tuggle/status", timeout=STATUS_TIMEOUT)
             r.raise_for_status()
-            n.status = r.json()
+            status = r.json()
         except (requests.RequestException, ValueError) as exc:
             n.error = f"no status: {type(exc).__name__}"
             return
-        n.fetching = {f["name"]: f for f in n.status.get("fetching") or [] if isinstance(f, dict) and "name" in f}
-        n.local = {o["name"]: o for o in n.status.get("objects") or [] if isinstance(o, dict) and "name" in o}
+        if not isinstance(status, dict):
+            n.error = "no status: not a JSON object"
+            return
+        n.status = status
+        n.fetching = {f["name"]: f for f in status.get("fetching") or [] if isinstance(f, dict) and "name" in f}
+        n.local = {o["name"]: o for o in status.get("objects") or [] if isinstance(o, dict) and "name" in o}
 
-    def tuggle_nodes(self) -> list[TuggleNode]:
+    def gather(self) -> Poll:
+        """Everything one poll needs, read once and cached for CACHE_TTL."""
         with self._lock:
             if self._cache and time.monotonic() - self._cache[0] < CACHE_TTL:
                 return self._cache[1]
-        nodes = self._instances()
+        instances = self.view.instances()
+        nodes = self._instances(instances)
+        members = self.view.members()
+        consul_nodes = self.view.consul_nodes() if members - {n.node for n in nodes} else set()
         list(self.pool.map(self._status_of, nodes))
+        poll = Poll(
+            instances=instances,
+            nodes=nodes,
+            members=members,
+            consul_nodes=consul_nodes,
+            relays=self.view.all_relay_nodes(),
+            records=self.view.all_node_records(),
+            node_status={n.node: n.status if n.status is not None else n.error for n in nodes},
+        )
         with self._lock:
-            self._cache = (time.monotonic(), nodes)
-        return nodes
+            self._cache = (time.monotonic(), poll)
+        return poll
 
-    def _relaying(self, name: str, version: str) -> set[str]:
-        with consul_errors(self.c, f"listing partial holders of {name}"):
-            _, entries = self.c.kv.get(self.keys.relay_prefix(name, version), recurse=True)
-        return {e["Key"].rsplit("/", 1)[1] for e in entries or [] if e.get("Session")}
-
-    @staticmethod
-    def _targets(meta: ObjectMeta, nodes: list[TuggleNode], ns: str) -> list[str]:
-        """The nodes a ?sync asks for (all matching its filters); none without a sync."""
-        if meta.sync is None:
-            return []
-        s = meta.sync
-        out = []
-        for n in nodes:
-            try:
-                if syncfilter.matches(s.node, s.service, s.tag, n.node, ns, n.tags):
-                    out.append(n.node)
-            except syncfilter.BadFilter:
-                return []
-        return out
+    def tuggle_nodes(self) -> list[TuggleNode]:
+        return self.gather().nodes
 
     # -- per object -------------------------------------------------------
-    @staticmethod
-    def _row(meta: ObjectMeta, n: TuggleNode, relaying: set[str]) -> dict:
-        row = {"node": n.node, "passing": n.passing, "bytes_verified": 0, "rate": 0.0, "source": "", "detail": ""}
-        local = n.local.get(meta.name)
-        fetch = n.fetching.get(meta.name)
-        if local is not None and local.get("version") == meta.version:
-            hook = local.get("status") or {}
-            row["bytes_verified"] = meta.size
-            row["source"] = local.get("source") or ""
-            if hook.get("post_download") == "failed":
-                row["state"] = "hook_failed"
-                row["detail"] = str(hook.get("post_download_error") or "post_download hook failed")[:300]
-            else:
-                row["state"] = "complete"
-        elif meta.id in n.tags and n.status is None:
-            row["state"] = "complete"  # advertised; its details did not answer in time
-            row["bytes_verified"] = meta.size
-            row["detail"] = n.error
-        elif fetch is not None and fetch.get("version") == meta.version:
-            row["state"] = "fetching"
-            row["bytes_verified"] = int(fetch.get("verified") or 0)
-            row["rate"] = float(fetch.get("rate") or 0.0)
-            row["source"] = fetch.get("source") or ""
-        elif n.node in relaying:
-            row["state"] = "fetching"
-            row["detail"] = n.error
-        elif not n.passing:
-            row["state"] = "down"
-            row["detail"] = "; ".join(f"{c['name']}: {c['status']}" for c in n.checks if c["status"] != "passing")
-        else:
-            row["state"] = "missing"
-            row["detail"] = n.error
-        return row
-
     @staticmethod
     def _state(rows: list[dict], holders: int, targets: list[str], meta: ObjectMeta) -> str:
         by_node = {r["node"]: r for r in rows}
@@ -175,43 +153,47 @@ class Console:
             return "rolling out"
         return "complete"
 
-    def _summary(self, meta: ObjectMeta, nodes: list[TuggleNode], relaying: set[str]) -> dict:
-        rows = [self._row(meta, n, relaying) for n in nodes]
-        holders = [n.node for n in nodes if meta.id in n.tags]
-        passing = [n.node for n in nodes if meta.id in n.tags and n.passing]
-        targets = self._targets(meta, nodes, self.ns)
-        complete = [r["node"] for r in rows if r["state"] == "complete"]
+    def _summary(self, meta: ObjectMeta, poll: Poll) -> dict:
+        [listed] = rollout.with_holders([meta], rollout.passing(poll.instances))
+        key = (meta.name, meta.version)
+        status = rollout.assemble(
+            meta,
+            poll.instances,
+            poll.members,
+            poll.consul_nodes,
+            poll.relays.get(key, set()),
+            poll.records.get(key, {}),
+            poll.node_status,
+            rollout.sync_matcher(meta.sync, self.ns),
+        )
+        # Without a ?sync nobody is asked to prefetch: the console shows no targets.
+        targets = status["targets"] if meta.sync is not None else []
         return {
-            **meta.to_dict(),
-            "holders": len(passing),
-            "holder_nodes": holders,
-            "no_passing_holder": not passing,
+            **listed,
+            "holder_nodes": [n.node for n in poll.nodes if meta.id in n.tags],
             "targets": targets,
-            "complete": len(complete),
-            "complete_targets": len([t for t in targets if t in complete]),
-            "failed": [r["node"] for r in rows if r["state"] == "hook_failed"],
-            "state": self._state(rows, len(passing), targets, meta),
-            "nodes": rows,
+            "complete": status["complete"],
+            "complete_targets": status["complete_targets"] if targets else 0,
+            "failed": status["failed"],
+            "state": self._state(status["nodes"], listed["holders"], targets, meta),
+            "nodes": status["nodes"],
         }
 
     def objects(self) -> dict:
         listing = self.kv.list()
-        nodes = self.tuggle_nodes()
+        poll = self.gather()
         out = []
         for meta in sorted(listing.metas.values(), key=lambda m: m.name):
-            fetching_somewhere = any(meta.name in n.fetching for n in nodes)
-            relaying = self._relaying(meta.name, meta.version) if fetching_somewhere else set()
-            s = self._summary(meta, nodes, relaying)
+            s = self._summary(meta, poll)
             del s["nodes"]
             out.append(s)
-        return {"objects": out, "bad_entries": len(listing.bad), "nodes": len(nodes), "checked_at": time.time()}
+        return {"objects": out, "bad_entries": len(listing.bad), "nodes": len(poll.nodes), "checked_at": time.time()}
 
     def object(self, name: str) -> dict:
         meta = self.kv.get(name)
         if meta is None:
             raise NotFound(f"no object named {name!r}")
-        nodes = self.tuggle_nodes()
-        s = self._summary(meta, nodes, self._relaying(meta.name, meta.version))
+        s = self._summary(meta, self.gather())
         s["edges"] = [
             {"from": e.source, "to": e.target, "start": e.start, "end": e.end, "elapsed": e.elapsed}
             for e in sorted(self.kv.edges(name), key=lambda e: e.end)

@@ -58,6 +58,11 @@ def _health(instance: dict) -> tuple[bool, str]:
     return not bad, "; ".join(why)[:DETAIL_MAX]
 
 
+def passing(instances: Iterable[dict]) -> list[dict]:
+    """The instances whose checks all pass (what health/service?passing returns)."""
+    return [i for i in instances if _health(i)[0]]
+
+
 def _number(value: Any) -> float:
     """A number a peer sent (untrusted), or 0."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else 0.0
