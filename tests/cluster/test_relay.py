@@ -87,7 +87,10 @@ def node3_relaying_from_node2(cluster, name: str, body: bytes):
     breaks node2, node2's own GET fails: its future's error is never read."""
     n1, n2, n3, _ = cluster.agents
     n1.put(name, body)
-    with fetching_in_background(n2, name), ThreadPoolExecutor() as pool:
+    # node2 must be a partial holder before node3 starts: a fetch shows in its status as soon
+    # as it is created, but announces itself in KV only just before its first bytes. Started
+    # in between, node3 rightly takes node1 (a complete holder) and never relays (a flaky wait).
+    with fetching_in_background(n2, name, verified=1), ThreadPoolExecutor() as pool:
         got = pool.submit(n3.get, name, timeout=90)
         wait_until(
             lambda: (f := n3.fetching(name)) and f[0]["source"] == "node2" and f[0]["verified"] > MiB,
