@@ -94,3 +94,36 @@ def test_sigterm_deregisters(tmp_path):
         c[0].stop()
         assert c[0].proc.returncode == 0
         assert "tuggle" not in c.consul().agent.services(), "a stopped agent left its registration behind"
+
+
+def test_ping_answers_starting_while_consul_is_unreachable(tmp_path):
+    """The port is bound before Consul is reached; meanwhile requests get a prompt 503."""
+    port = free_port()
+    cfg = {
+        "data_dir": str(tmp_path / "data"),
+        "bind": "127.0.0.1",
+        "port": port,
+        "consul": {"address": f"127.0.0.1:{free_port()}", "start_timeout": "20s"},
+    }
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            agent_command("serve", "--config", str(path)),
+            env=agent_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def answer():
+            assert proc.poll() is None, log.read_text()
+            return [requests.get(f"http://127.0.0.1:{port}/?ping", timeout=2)]  # a 503 Response is falsy
+
+        (r,) = wait_until(answer, 10, what=f"an answer (log: {log})")
+        assert r.status_code == 503 and "starting" in r.text and r.headers["Retry-After"]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

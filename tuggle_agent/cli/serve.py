@@ -123,6 +123,10 @@ def serve_command(config_path, **flags):
             f"cannot listen on {cfg.bind}:{cfg.port}: {exc}. Is another tuggle-agent (or another program) "
             "using the port? Choose another `port`; nothing was registered in Consul"
         ) from None
+    # Accept at once: while Node.start waits for Consul, clients (and Consul's own check)
+    # get a prompt 503 "starting" instead of a connection stuck in the listen queue.
+    accept = threading.Thread(target=server.serve, name="http-accept", daemon=True)
+    accept.start()
     try:
         node = Node.start(cfg, store)
     except ConsulUnavailable as exc:
@@ -140,8 +144,6 @@ def serve_command(config_path, **flags):
             target=_reload, args=(node, config_path, flags), name="sighup", daemon=True
         ).start(),
     )
-    accept = threading.Thread(target=server.serve, name="http-accept", daemon=True)
-    accept.start()
     log.info(
         "tuggle-agent node %s serving %s on %s:%d (namespace %s, data %s)",
         node.name,
