@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.cluster.resume import assert_survives_source_kill
 from tuggle_agent.harness import TuggleCluster, wait_until
 
 MiB = 2**20
@@ -109,14 +110,7 @@ def test_source_killed_mid_transfer_resumes_from_another_holder(fetch_cluster4, 
         got = pool.submit(n3.get, name, timeout=60)
         status = wait_until(lambda: [f for f in n3.fetching(name) if f["verified"] > MiB], 20, what="fetch under way")
         source = next(a for a in (n1, n2) if a.name == status[0]["source"])
-        source.kill()
-        try:
-            r = got.result(60)
-            assert r.status_code == 200 and r.content == body
-            assert n3.local_file(name).read_bytes() == body
-            assert "resuming from byte" in n3.log()
-        finally:
-            source.start()
+        assert_survives_source_kill(got, source, n3, name, body, 60)
 
 
 def test_fetch_only_node_refuses_put_and_never_advertises(fetch_cluster4, unique_name):

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import pytest
 import requests
 
+from tests.cluster.resume import assert_survives_source_kill
 from tuggle_agent.engine.peer import INTERNAL_HEADER
 from tuggle_agent.harness import TuggleCluster, wait_until
 
@@ -105,14 +106,7 @@ def test_killed_relay_is_routed_around_and_the_copy_verifies(relay_cluster4, uni
     name = unique_name()
     body = os.urandom(12 * MiB)
     with node3_relaying_from_node2(relay_cluster4, name, body) as got:
-        n2.kill()
-        try:
-            r = got.result(90)
-            assert r.status_code == 200 and r.content == body
-            assert n3.local_file(name).read_bytes() == body
-            assert "resuming from byte" in n3.log()
-        finally:
-            n2.start()
+        assert_survives_source_kill(got, n2, n3, name, body, 90)
 
 
 def test_ten_nodes_syncing_at_once_form_no_cycle(tmp_path, unique_name):
