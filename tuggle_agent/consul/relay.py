@@ -8,11 +8,17 @@ it (falling back to earlier ones, then to complete holders), so concurrent fetch
 line up in one chain at once, with no race for slots; and since a node only ever
 relays from nodes ranked before it, the relay graph is acyclic and no chain can wait
 on itself.
+
+The entry's Consul `Flags` (opaque to Consul) carry what the engine says about the node's
+speed (engine/switching.py); this module only stores and returns them.  A node that
+finds itself too slow to head anyone re-announces (`RelayEntry.rejoin`): a new key, a
+new CreateIndex, so it ranks after everyone already there.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import consul
 
@@ -20,12 +26,30 @@ from .client import consul_errors
 from .keys import Keys
 from .session import RenewedSession
 
+MAX_FLAGS = 2**64 - 1  # Consul's Flags is a uint64
+
+
+@dataclass(frozen=True)
+class RelayPeer:
+    """A live partial holder: its node, its rank (CreateIndex) and its Flags."""
+
+    node: str
+    rank: int
+    flags: int
+
 
 class RelayEntry:
-    def __init__(self, client: consul.Consul, key: str, rank: int):
+    def __init__(self, client: consul.Consul, key: str, rank: int, session_id: str = "", flags: int = 0):
         self.c = client
         self.key = key
         self.rank = rank
+        self.session_id = session_id
+        self.flags = flags
+
+    def rejoin(self) -> None:
+        """Take a new rank after every node announced so far (delete, then lock again)."""
+        with consul_errors(self.c, f"re-announcing {self.key}"):
+            self.rank = _place(self.c, self.key, self.session_id, self.flags)
 
     def withdraw(self) -> None:
         with contextlib.suppress(Exception):  # the session's end deletes it too (behaviour delete)
@@ -37,21 +61,43 @@ class RelayRegistry:
         self.c = client
         self.keys = keys
 
-    def announce(self, name: str, version: str, node: str, session: RenewedSession) -> RelayEntry:
+    def announce(self, name: str, version: str, node: str, session: RenewedSession, flags: int = 0) -> RelayEntry:
         key = self.keys.relay(name, version, node)
         with consul_errors(self.c, f"announcing {node} as a partial holder of {name}"):
-            self.c.kv.delete(key)  # a leftover of an earlier attempt must not keep its old rank
-            if not self.c.kv.put(key, node.encode(), acquire=session.id):
-                raise RuntimeError(f"could not lock {key}")
-            _, entry = self.c.kv.get(key)
-        return RelayEntry(self.c, key, int(entry["CreateIndex"]))
+            rank = _place(self.c, key, session.id, flags)
+        return RelayEntry(self.c, key, rank, session.id, flags)
 
     def upstream(
         self, name: str, version: str, rank: int, index: str | None = None, wait: str | None = None
     ) -> tuple[str, list[str]]:
         """Partial holders ranked before `rank` (0: all), earliest first; blocking when
         index is given.  They cannot be downstream of the asker."""
+        index, live = self.live(name, version, index, wait)
+        return index, [p.node for p in live if not rank or p.rank < rank]
+
+    def live(
+        self, name: str, version: str, index: str | None = None, wait: str | None = None
+    ) -> tuple[str, list[RelayPeer]]:
+        """Every live partial holder, earliest first; blocking when index is given."""
         with consul_errors(self.c, f"listing partial holders of {name}"):
             index, entries = self.c.kv.get(self.keys.relay_prefix(name, version), recurse=True, index=index, wait=wait)
-        live = [e for e in entries or [] if e.get("Session") and (not rank or int(e["CreateIndex"]) < rank)]
-        return index, [e["Key"].rsplit("/", 1)[1] for e in sorted(live, key=lambda e: int(e["CreateIndex"]))]
+        live = []
+        for e in entries or []:
+            if not e.get("Session"):
+                continue
+            try:  # KV is untrusted: a malformed entry is no partial holder
+                peer = RelayPeer(str(e["Key"]).rsplit("/", 1)[1], int(e["CreateIndex"]), int(e.get("Flags") or 0))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if peer.node and 0 <= peer.flags <= MAX_FLAGS:
+                live.append(peer)
+        return index, sorted(live, key=lambda p: p.rank)
+
+
+def _place(c: consul.Consul, key: str, session_id: str, flags: int) -> int:
+    """Lock `key` for the session, fresh, and return its CreateIndex (the rank)."""
+    c.kv.delete(key)  # a leftover of an earlier attempt must not keep its old rank
+    if not c.kv.put(key, key.rsplit("/", 1)[1].encode(), acquire=session_id, flags=flags):
+        raise RuntimeError(f"could not lock {key}")
+    _, entry = c.kv.get(key)
+    return int(entry["CreateIndex"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import threading
 import time
@@ -27,7 +28,7 @@ from ..config import Config
 from ..consul.client import ConsulUnavailable
 from ..consul.health import HolderFinder
 from ..consul.kv import ObjectsKV
-from ..consul.relay import RelayEntry, RelayRegistry
+from ..consul.relay import RelayEntry, RelayPeer, RelayRegistry
 from ..consul.semaphore import Semaphore
 from ..consul.session import RenewedSession
 from ..errors import BadSources, Deleted, Internal, NoHolder, NoSpace, TimedOut, TuggleError, Vetoed
@@ -42,8 +43,30 @@ from .progress import Progress
 from .ratelimit import TokenBucket
 from .sources import Candidate, SourcePolicy
 from .store import LocalStore
+from .switching import SourceMonitor, Speed, fast_enough, relay_verdict
 
 log = logging.getLogger(__name__)
+
+
+class Switch(Exception):
+    """Leave the current source for a better place (switching.py): "slow" (the source stays
+    well below what we can take and a better holder is free), "sink" (a faster node ranked
+    after us waits for what we hold: rank again, after it) or "reranked" (our source sank
+    behind us)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One source used by a fetch: who, from when to when, and why we left it (None for the last)."""
+
+    source: str
+    start: float
+    end: float
+    left_because: str | None
 
 
 @dataclass(frozen=True)
@@ -157,6 +180,14 @@ class FetchJob:
         self.session: RenewedSession | None = None
         self.relay: RelayEntry | None = None
         self.peers: dict = {}  # node -> Holder, addresses of partial holders
+        self.speed = Speed.from_config(self.cfg.fetch_rate, self.cfg.serve_rate)
+        self.monitor = SourceMonitor(self.speed.take)
+        self.segments: list[Segment] = []  # sources left before the last one, for ?graph
+        self._verdict: tuple[int, str | None] = (0, None)  # (our rank then, verdict): from the relay watch thread
+        self._source: str | None = None  # the holder being pulled from
+        self._excluded: dict[str, str] = {}
+        self._slow: set[str] = set()  # left for being slow: used again only if nothing else is left
+        self._live: list[RelayPeer] = []  # the relay entries _candidates saw last
 
     def run(self) -> TuggleError | None:
         """The whole life of the fetch; returns the failure (already given to readers)."""
@@ -266,11 +297,17 @@ class FetchJob:
             log.warning("post_download result of %s not recorded in Consul: %s", self.meta.name, exc)
 
     def _record_edge(self) -> None:
+        """The final source's edge, and one per source this fetch switched away from."""
         now = time.time()
+        edges = [
+            Edge(g.source, self.deps.node, g.start, g.end, g.end - g.start, g.left_because)
+            for g in self.segments
+            if g.source != self.d.source  # the final source's edge spans the whole fetch
+        ]
+        edges.append(Edge(self.d.source, self.deps.node, self.d.started_at, now, now - self.d.started_at))
         try:
-            self.deps.kv.add_edge(
-                self.meta.name, Edge(self.d.source, self.deps.node, self.d.started_at, now, now - self.d.started_at)
-            )
+            for edge in edges:
+                self.deps.kv.add_edge(self.meta.name, edge)
         except ConsulUnavailable as exc:
             log.warning("fetch graph edge of %s not recorded: %s", self.meta.name, exc)
 
@@ -283,9 +320,13 @@ class FetchJob:
             raise BadSources(str(exc)) from None
         self.session = self.deps.new_session()
         if self.cfg.pipelined and not self.cfg.fetch_only:
-            self.relay = self.deps.relay.announce(meta.name, meta.version, self.deps.node, self.session)
+            self.relay = self.deps.relay.announce(
+                meta.name, meta.version, self.deps.node, self.session, self.speed.to_flags()
+            )
+            if self.speed.relay != math.inf:  # an unlimited relay is never skipped: nothing to watch
+                threading.Thread(target=self._watch_relay, name=f"relay-watch-{meta.name}", daemon=True).start()
         deadline = time.monotonic() + self.cfg.fetch_timeout
-        excluded: dict[str, str] = {}  # holder -> why it failed this fetch
+        excluded = self._excluded  # holder -> why it failed this fetch
         corrupt: set[str] = set()
         stuck_since: float | None = None  # since when no holder was usable
         progress = Progress(log, f"fetching {meta.name}", meta.size, self.cfg.progress_interval)
@@ -297,7 +338,10 @@ class FetchJob:
                     f"{verifier.verified} of {meta.size} bytes verified"
                 )
             self._check_cancelled()
-            candidates, index, relay_index = self._candidates(set(excluded))
+            candidates, index, relay_index = self._candidates(set(excluded) | self._slow)
+            if not candidates and self._slow:  # sources left for being slow beat no source
+                self._slow.clear()
+                continue
             if not candidates:
                 stuck_since = stuck_since if stuck_since is not None else now
                 if now - stuck_since >= self.cfg.holder_wait:
@@ -307,15 +351,22 @@ class FetchJob:
             stuck_since = None
             claimed = self._claim(candidates)
             if claimed is None:
-                self._wait_for_slot(candidates, deadline, relay_index)
+                if not self._sank_while_waiting():
+                    self._wait_for_slot(candidates, deadline, relay_index)
                 continue
             cand, sem = claimed
             holder = cand.holder
+            started = time.time()
             try:
-                d.source = holder.node
+                d.source = self._source = holder.node
+                self.monitor.restart()
                 self._pull(holder, verifier, progress, metrics.FETCHED_BYTES.labels(cand.kind))
+            except Switch as exc:
+                sem.release()  # before a rejoin: the node we make way for may claim this slot at once
+                self._switched(holder.node, exc, started, verifier)
             except CorruptSource as exc:
                 metrics.SOURCE_SWITCHES.labels("corrupt").inc()
+                self.segments.append(Segment(holder.node, started, time.time(), "corrupt"))
                 excluded[holder.node] = str(exc)
                 corrupt.add(holder.node)
                 log.error("%s; discarding its bytes and using another holder", exc)
@@ -323,12 +374,82 @@ class FetchJob:
                 self.deps.peer.report_corrupt(holder, meta.name)
             except SourceError as exc:
                 metrics.SOURCE_SWITCHES.labels("broken").inc()
+                self.segments.append(Segment(holder.node, started, time.time(), "broken"))
                 excluded[holder.node] = str(exc)
                 log.warning("%s; resuming from byte %d with another holder", exc, verifier.verified)
                 verifier.rewind(self.f)
             finally:
                 sem.release()
+                self._source = None
         log.info("fetched %s from %s: %s", meta.name, d.source, progress.summary())
+
+    # -- switching (switching.py) -------------------------------------------
+    def _switch_check(self, n: int) -> None:
+        """Called by _pull after each chunk of `n` bytes: raises Switch to leave the source."""
+        (rank, verdict), self._verdict = self._verdict, (0, None)
+        if self.relay is None or rank != self.relay.rank:
+            verdict = None  # computed before we last re-ranked
+        if verdict == "sink":
+            raise Switch("sink", "a faster node ranked after us is waiting for our source: ranking again after it")
+        if verdict == "reranked":
+            raise Switch("reranked", f"{self._source} sank behind us in the relay chain")
+        if self.monitor.observe(n):
+            rate, ref = self.monitor.last_rate, self.monitor.reference
+            if self._better_source_free():
+                raise Switch("slow", f"{self._source} sent {rate / 2**20:.2f} MiB/s, we can take {ref / 2**20:.2f}")
+            self.monitor.declined()
+            log.debug("%s is slow (%.0f B/s) but no better holder is free; staying", self._source, rate)
+
+    def _sank_while_waiting(self) -> bool:
+        """Every slot before us is busy.  If a node ranked after us skips us, the free slot
+        is behind us (the tail's): rank again after it rather than wait for the chain."""
+        if self.relay is None or relay_verdict(self.speed, self.relay.rank, self._live, None) != "sink":
+            return False
+        metrics.SOURCE_SWITCHES.labels("sink").inc()
+        self.relay.rejoin()
+        log.info(
+            "%s: no slot free before us; %s ranks %d in the relay chain now",
+            self.meta.name,
+            self.deps.node,
+            self.relay.rank,
+        )
+        return True
+
+    def _better_source_free(self) -> bool:
+        """Is another holder (not the current one, not failed) free to take us now?"""
+        assert self.session is not None
+        current = {self._source} if self._source else set()
+        try:
+            candidates, _, _ = self._candidates(set(self._excluded) | self._slow | current)
+            return any(self.deps.semaphore(c.holder.node, self.session).has_free_slot() for c in candidates[:3])
+        except ConsulUnavailable:
+            return False
+
+    def _switched(self, source: str, exc: Switch, started: float, verifier: Verifier) -> None:
+        metrics.SOURCE_SWITCHES.labels(exc.reason).inc()
+        self.segments.append(Segment(source, started, time.time(), exc.reason))
+        log.info("%s: leaving %s at byte %d: %s", self.meta.name, source, verifier.verified, exc)
+        if exc.reason == "slow":
+            self._slow.add(source)
+        if exc.reason == "sink" and self.relay is not None:
+            self.relay.rejoin()
+            log.info("%s: %s ranks %d in the relay chain now", self.meta.name, self.deps.node, self.relay.rank)
+        verifier.rewind(self.f)
+
+    def _watch_relay(self) -> None:
+        """While the fetch runs: follow the relay entries (a blocking query) and tell
+        _switch_check when we should sink behind a faster node or our source sank."""
+        meta, index = self.meta, None
+        while not self.d.done and self.relay is not None:
+            try:
+                index, live = self.deps.relay.live(meta.name, meta.version, index=index, wait="2s")
+            except ConsulUnavailable:
+                time.sleep(1)
+                continue
+            if self.relay is None or self.d.done:
+                return
+            rank = self.relay.rank
+            self._verdict = (rank, relay_verdict(self.speed, rank, live, self._source))
 
     def _no_source_error(self, excluded: dict[str, str], corrupt: set[str]) -> TuggleError:
         name, wait = self.meta.name, self.cfg.holder_wait
@@ -354,9 +475,10 @@ class FetchJob:
         upstream: list[str] = []
         relay_index = None
         if self.cfg.pipelined:
-            relay_index, upstream = self.deps.relay.upstream(
-                meta.name, meta.version, self.relay.rank if self.relay else 0
-            )
+            relay_index, live = self.deps.relay.live(meta.name, meta.version)
+            rank = self.relay.rank if self.relay else 0
+            upstream = fast_enough([p for p in live if not rank or p.rank < rank], self.speed)
+            self._live = live
             if any(n not in self.peers for n in upstream):  # addresses of new partial holders
                 self.peers = self.deps.finder.peers(self.deps.node)
         return self.deps.policy.order(complete, upstream, self.peers, excluded), index, relay_index
@@ -420,6 +542,7 @@ class FetchJob:
                         f.flush()
                         d.advance(verifier.verified)
                 progress.update(verifier.received)
+                self._switch_check(len(chunk))
         verifier.finish_empty()
         if not verifier.complete:
             raise SourceError(f"{holder.node} closed the stream at byte {verifier.received} of {meta.size}")
