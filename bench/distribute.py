@@ -72,16 +72,10 @@ def settings_for(mode: str, n: int, rate: str) -> tuple[dict, dict]:
     return base, {}
 
 
-def one_run(c: TuggleCluster, name: str, body_path: Path, size: int) -> dict:
-    n1 = c[0]
-    served0 = requests.get(n1.url + "/_tuggle/status").json()["served_to_peers"]
-    cpu0 = sum(cpu(a.proc.pid) for a in c.agents) + cpu("self", children=True)
-    with open(body_path, "rb") as f:
-        r = requests.put(f"{n1.url}/{name}?sync", data=f, timeout=120)
-    r.raise_for_status()
-    t0 = time.monotonic()
+def completion_times(agents: list, name: str, size: int, t0: float) -> dict[str, float]:
+    """Seconds from t0 until each agent has its verified copy in its data dir."""
     done: dict[str, float] = {}
-    pending = list(c.agents[1:])
+    pending = list(agents)
     while pending:
         for a in list(pending):
             p = a.local_file(name)
@@ -91,6 +85,18 @@ def one_run(c: TuggleCluster, name: str, body_path: Path, size: int) -> dict:
         if time.monotonic() - t0 > 600:
             raise SystemExit(f"timed out; missing on {[a.name for a in pending]}")
         time.sleep(0.02)
+    return done
+
+
+def one_run(c: TuggleCluster, name: str, body_path: Path, size: int) -> dict:
+    n1 = c[0]
+    served0 = requests.get(n1.url + "/_tuggle/status").json()["served_to_peers"]
+    cpu0 = sum(cpu(a.proc.pid) for a in c.agents) + cpu("self", children=True)
+    with open(body_path, "rb") as f:
+        r = requests.put(f"{n1.url}/{name}?sync", data=f, timeout=120)
+    r.raise_for_status()
+    t0 = time.monotonic()
+    done = completion_times(c.agents[1:], name, size, t0)
     served = requests.get(n1.url + "/_tuggle/status").json()["served_to_peers"] - served0
     cpu1 = sum(cpu(a.proc.pid) for a in c.agents) + cpu("self", children=True)
     requests.delete(f"{n1.url}/{name}").raise_for_status()
@@ -156,17 +162,7 @@ def hetero_run(c: TuggleCluster, name: str, body_path: Path, size: int, order: l
         deadline = time.monotonic() + 2
         while not joined(c, a, name) and time.monotonic() < deadline:
             time.sleep(0.005)
-    done: dict[str, float] = {}
-    pending = list(order)
-    while pending:
-        for a in list(pending):
-            p = a.local_file(name)
-            if p.exists() and p.stat().st_size == size:
-                done[a.name] = time.monotonic() - t0
-                pending.remove(a)
-        if time.monotonic() - t0 > 600:
-            raise SystemExit(f"timed out; missing on {[a.name for a in pending]}")
-        time.sleep(0.02)
+    done = completion_times(order, name, size, t0)
     for t in threads:
         t.join(60)
     if errors:

@@ -36,6 +36,14 @@ def final_sources(agent, name, targets) -> tuple[dict, list]:
     return {dst: src for src, dst, why in edges if why is None}, edges
 
 
+def fetching_from(agent, name, source) -> None:
+    wait_until(
+        lambda: (f := agent.fetching(name)) and f[0]["source"] == source and f[0]["verified"] > 0,
+        20,
+        what=f"{agent.name} fetching from {source}",
+    )
+
+
 def switches(agent, reason: str) -> float:
     text = requests.get(agent.url + "/_tuggle/metrics", timeout=5).text
     m = re.search(rf'^tuggle_source_switches_total\{{reason="{reason}"\}} (\S+)$', text, re.M)
@@ -63,11 +71,7 @@ def test_a_slow_node_that_joins_first_does_not_head_the_chain(slow_cluster, uniq
     with ThreadPoolExecutor(3) as pool:
         slow = pool.submit(n2.get, name, timeout=90)
         # node2 holds node1's only relay slot before the fast nodes start
-        wait_until(
-            lambda: (f := n2.fetching(name)) and f[0]["source"] == "node1" and f[0]["verified"] > 0,
-            20,
-            what="node2 fetching from node1",
-        )
+        fetching_from(n2, name, "node1")
         fast = [pool.submit(a.get, name, timeout=90) for a in (n3, n4)]
         assert all(f.result().content == body for f in fast)
         # Behind node2 they could not complete before node2 verified every byte.
@@ -96,11 +100,7 @@ def test_a_slow_source_is_left_for_a_free_faster_holder(tmp_path, unique_name):
         wait_until(lambda: c.holders(name) == {"node1"}, 20, what="node1 the only holder")
         with ThreadPoolExecutor(1) as pool:
             got = pool.submit(n3.get, name, timeout=90)
-            wait_until(
-                lambda: (f := n3.fetching(name)) and f[0]["source"] == "node1" and f[0]["verified"] > 0,
-                20,
-                what="node3 fetching from node1",
-            )
+            fetching_from(n3, name, "node1")
             n2.start()
             wait_until(lambda: "node2" in c.holders(name), 20, what="node2 a holder again")
             assert got.result().content == body

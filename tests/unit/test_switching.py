@@ -5,7 +5,7 @@ import itertools
 import math
 
 from tuggle_agent.consul.relay import RelayPeer
-from tuggle_agent.engine.switching import SourceMonitor, Speed, fast_enough, relay_verdict, skips
+from tuggle_agent.engine.switching import SourceMonitor, Speed, choose_upstream, relay_verdict, skips
 from tuggle_agent.front.graph import to_dot
 from tuggle_agent.objects.edges import Edge
 
@@ -49,10 +49,24 @@ def test_skipping_is_antisymmetric_so_nodes_never_sink_behind_each_other_forever
         assert not (skips(a, b) and skips(b, a)), (a, b)
 
 
-def test_fast_enough_keeps_the_relays_a_node_would_take_from():
+def test_upstream_leaves_out_relays_too_slow_for_us():
+    up = [peer("a", 1, FAST), peer("b", 2, FAST)]
+    assert choose_upstream(up, 0, FAST) == (["a", "b"], False)  # uniform: fall back as before
+    assert choose_upstream([*up, peer("c", 3, FAST)], 3, FAST) == (["a", "b"], False)  # ranked before us only
     up = [peer("a", 1, FAST), peer("s", 2, SLOW), peer("v", 3, SERVE_SLOW)]
-    assert fast_enough(up, FAST) == ["a"]
-    assert fast_enough(up, SLOW) == ["a", "s", "v"]  # a slow node takes from anyone
+    assert choose_upstream(up, 0, SLOW) == (["a", "s", "v"], False)  # a slow node takes from anyone
+    assert choose_upstream(up, 0, FAST, excluded={"a"}) == ([], False)
+
+
+def test_behind_a_node_about_to_sink_wait_for_the_predecessor_alone():
+    # s (slow) ranks between a and us: it holds a's slot and is about to sink. Taking an
+    # earlier holder's slot would strand that holder's own successor (a).
+    up = [peer("p", 1, FAST), peer("a", 2, FAST), peer("s", 3, SLOW)]
+    assert choose_upstream(up, 0, FAST) == (["a"], True)
+    assert choose_upstream(up, 0, FAST, excluded={"a"}) == (["p"], True)
+    # a node that sank belongs at the tail: behind the nearest node only
+    assert choose_upstream(up[:2], 0, SLOW, sunk=True) == (["a"], True)
+    assert choose_upstream(up[:2], 0, SLOW) == (["p", "a"], False)
 
 
 def test_a_slow_node_sinks_when_a_faster_node_ranks_after_it():

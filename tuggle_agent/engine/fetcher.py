@@ -7,7 +7,8 @@ holders in the order of the source policy (sources.py), takes a slot of the sour
 Consul semaphore so no source feeds more than `max_fetch_per_source` fetchers
 cluster-wide, and pulls with HTTP Range from the first byte not yet verified (peer.py),
 so a source that dies, stalls, drips or lies costs only the piece in flight, and is not
-asked again during this fetch.  With no usable holder the job waits for one (a blocking
+asked again during this fetch.  A source that stays slow is left for a free faster holder,
+and a node too slow to head the relay chain sinks to its tail (switching.py).  With no usable holder the job waits for one (a blocking
 query) for at most `holder_wait`, then fails with NoHolder or BadSources, so a client is
 never kept for `fetch_timeout` by a cluster that cannot deliver.
 """
@@ -43,7 +44,7 @@ from .progress import Progress
 from .ratelimit import TokenBucket
 from .sources import Candidate, SourcePolicy
 from .store import LocalStore
-from .switching import SourceMonitor, Speed, fast_enough, relay_verdict
+from .switching import SourceMonitor, Speed, choose_upstream, relay_verdict
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,7 @@ class FetchJob:
         self._excluded: dict[str, str] = {}
         self._slow: set[str] = set()  # left for being slow: used again only if nothing else is left
         self._live: list[RelayPeer] = []  # the relay entries _candidates saw last
+        self._sunk = False  # we re-ranked behind faster nodes: we belong at the tail
 
     def run(self) -> TuggleError | None:
         """The whole life of the fetch; returns the failure (already given to readers)."""
@@ -407,6 +409,7 @@ class FetchJob:
             return False
         metrics.SOURCE_SWITCHES.labels("sink").inc()
         self.relay.rejoin()
+        self._sunk = True
         log.info(
             "%s: no slot free before us; %s ranks %d in the relay chain now",
             self.meta.name,
@@ -433,6 +436,7 @@ class FetchJob:
             self._slow.add(source)
         if exc.reason == "sink" and self.relay is not None:
             self.relay.rejoin()
+            self._sunk = True
             log.info("%s: %s ranks %d in the relay chain now", self.meta.name, self.deps.node, self.relay.rank)
         verifier.rewind(self.f)
 
@@ -443,7 +447,9 @@ class FetchJob:
         while not self.d.done and self.relay is not None:
             try:
                 index, live = self.deps.relay.live(meta.name, meta.version, index=index, wait="2s")
-            except ConsulUnavailable:
+            except Exception as exc:  # a hint thread: Consul trouble must not end the fetch
+                log.debug("watching the relay entries of %s: %s", meta.name, exc)
+                index = None
                 time.sleep(1)
                 continue
             if self.relay is None or self.d.done:
@@ -476,8 +482,11 @@ class FetchJob:
         relay_index = None
         if self.cfg.pipelined:
             relay_index, live = self.deps.relay.live(meta.name, meta.version)
-            rank = self.relay.rank if self.relay else 0
-            upstream = fast_enough([p for p in live if not rank or p.rank < rank], self.speed)
+            upstream, nearest_only = choose_upstream(
+                live, self.relay.rank if self.relay else 0, self.speed, excluded, self._sunk
+            )
+            if nearest_only:
+                complete = []
             self._live = live
             if any(n not in self.peers for n in upstream):  # addresses of new partial holders
                 self.peers = self.deps.finder.peers(self.deps.node)

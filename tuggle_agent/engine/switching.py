@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..consul.relay import RelayPeer
@@ -80,9 +80,27 @@ def skips(source: Speed, me: Speed) -> bool:
     return too_slow(source.relay, me.take) and not too_slow(me.relay, source.take)
 
 
-def fast_enough(upstream: Iterable[RelayPeer], me: Speed) -> list[str]:
-    """The partial holders ranked before us that we would take from, earliest first."""
-    return [p.node for p in upstream if not skips(Speed.from_flags(p.flags), me)]
+def choose_upstream(
+    live: list[RelayPeer], rank: int, me: Speed, excluded: Collection[str] = (), sunk: bool = False
+) -> tuple[list[str], bool]:
+    """The partial holders ranked before `rank` (0: all) that we would take from, earliest
+    first, and whether to wait for the nearest one alone rather than fall back to earlier
+    holders, partial or complete.
+
+    Falling back takes the slot an earlier holder's own successor needs: in a chain (one
+    slot per source) that strands the successor.  It is right when the predecessor's slot
+    went to a node that stays, wrong when it went to a slow node about to sink -- which is
+    the case when a node we skip ranks between our predecessor and us, or when we sank
+    ourselves (we then belong at the tail, behind the nearest node only)."""
+    before = [p for p in live if not rank or p.rank < rank]
+    usable = [p for p in before if p.node not in excluded and not skips(Speed.from_flags(p.flags), me)]
+    if not usable:
+        return [], False
+    nearest = usable[-1]
+    skipped_after = any(p.rank > nearest.rank and skips(Speed.from_flags(p.flags), me) for p in before)
+    if sunk or skipped_after:
+        return [nearest.node], True
+    return [p.node for p in usable], False
 
 
 def relay_verdict(me: Speed, rank: int, live: list[RelayPeer], source: str | None) -> str | None:
