@@ -39,17 +39,20 @@ class RelayPeer:
 
 
 class RelayEntry:
-    def __init__(self, client: consul.Consul, key: str, rank: int, session_id: str = "", flags: int = 0):
+    def __init__(
+        self, client: consul.Consul, key: str, rank: int, session_id: str = "", value: bytes = b"", flags: int = 0
+    ):
         self.c = client
         self.key = key
         self.rank = rank
         self.session_id = session_id
+        self.value = value  # what announce() wrote, written again by rejoin()
         self.flags = flags
 
     def rejoin(self) -> None:
         """Take a new rank after every node announced so far (delete, then lock again)."""
         with consul_errors(self.c, f"re-announcing {self.key}"):
-            self.rank = _place(self.c, self.key, self.session_id, self.flags)
+            self.rank = _place(self.c, self.key, self.value, self.session_id, self.flags)
 
     def withdraw(self) -> None:
         with contextlib.suppress(Exception):  # the session's end deletes it too (behaviour delete)
@@ -64,8 +67,9 @@ class RelayRegistry:
     def announce(self, name: str, version: str, node: str, session: RenewedSession, flags: int = 0) -> RelayEntry:
         key = self.keys.relay(name, version, node)
         with consul_errors(self.c, f"announcing {node} as a partial holder of {name}"):
-            rank = _place(self.c, key, session.id, flags)
-        return RelayEntry(self.c, key, rank, session.id, flags)
+            value = node.encode()
+            rank = _place(self.c, key, value, session.id, flags)
+        return RelayEntry(self.c, key, rank, session.id, value, flags)
 
     def upstream(
         self, name: str, version: str, rank: int, index: str | None = None, wait: str | None = None
@@ -94,10 +98,10 @@ class RelayRegistry:
         return index, sorted(live, key=lambda p: p.rank)
 
 
-def _place(c: consul.Consul, key: str, session_id: str, flags: int) -> int:
+def _place(c: consul.Consul, key: str, value: bytes, session_id: str, flags: int) -> int:
     """Lock `key` for the session, fresh, and return its CreateIndex (the rank)."""
     c.kv.delete(key)  # a leftover of an earlier attempt must not keep its old rank
-    if not c.kv.put(key, key.rsplit("/", 1)[1].encode(), acquire=session_id, flags=flags):
+    if not c.kv.put(key, value, acquire=session_id, flags=flags):
         raise RuntimeError(f"could not lock {key}")
     _, entry = c.kv.get(key)
     return int(entry["CreateIndex"])

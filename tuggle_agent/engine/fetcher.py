@@ -7,10 +7,11 @@ holders in the order of the source policy (sources.py), takes a slot of the sour
 Consul semaphore so no source feeds more than `max_fetch_per_source` fetchers
 cluster-wide, and pulls with HTTP Range from the first byte not yet verified (peer.py),
 so a source that dies, stalls, drips or lies costs only the piece in flight, and is not
-asked again during this fetch.  A source that stays slow is left for a free faster holder,
-and a node too slow to head the relay chain sinks to its tail (switching.py).  With no usable holder the job waits for one (a blocking
-query) for at most `holder_wait`, then fails with NoHolder or BadSources, so a client is
-never kept for `fetch_timeout` by a cluster that cannot deliver.
+asked again during this fetch.  A source that stays slow is left for a free faster
+holder, and a node too slow to head the relay chain sinks to its tail (switching.py).
+With no usable holder the job waits for one (a blocking query) for at most
+`holder_wait`, then fails with NoHolder or BadSources, so a client is never kept for
+`fetch_timeout` by a cluster that cannot deliver.
 """
 
 from __future__ import annotations
@@ -190,6 +191,7 @@ class FetchJob:
         self._slow: set[str] = set()  # left for being slow: used again only if nothing else is left
         self._live: list[RelayPeer] = []  # the relay entries _candidates saw last
         self._sunk = False  # we re-ranked behind faster nodes: we belong at the tail
+        self._verifier: Verifier | None = None
 
     def run(self) -> TuggleError | None:
         """The whole life of the fetch; returns the failure (already given to readers)."""
@@ -320,6 +322,7 @@ class FetchJob:
             verifier = Verifier(meta, pieces)
         except PieceMismatch as exc:
             raise BadSources(str(exc)) from None
+        self._verifier = verifier
         self.session = self.deps.new_session()
         if self.cfg.pipelined and not self.cfg.fetch_only:
             self.relay = self.deps.relay.announce(
@@ -388,6 +391,8 @@ class FetchJob:
     # -- switching (switching.py) -------------------------------------------
     def _switch_check(self, n: int) -> None:
         """Called by _pull after each chunk of `n` bytes: raises Switch to leave the source."""
+        if self._verifier is not None and self._verifier.received >= self.meta.size:
+            return  # the last bytes are in: nothing left to fetch elsewhere
         (rank, verdict), self._verdict = self._verdict, (0, None)
         if self.relay is None or rank != self.relay.rank:
             verdict = None  # computed before we last re-ranked
