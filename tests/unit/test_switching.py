@@ -5,7 +5,7 @@ import itertools
 import math
 
 from tuggle_agent.consul.relay import RelayPeer
-from tuggle_agent.engine.switching import SourceMonitor, Speed, choose_upstream, relay_verdict, skips
+from tuggle_agent.engine.switching import SourceMonitor, Speed, Upstream, choose_upstream, relay_verdict, skips
 from tuggle_agent.front.graph import to_dot
 from tuggle_agent.objects.edges import Edge
 
@@ -51,22 +51,23 @@ def test_skipping_is_antisymmetric_so_nodes_never_sink_behind_each_other_forever
 
 def test_upstream_leaves_out_relays_too_slow_for_us():
     up = [peer("a", 1, FAST), peer("b", 2, FAST)]
-    assert choose_upstream(up, 0, FAST) == (["a", "b"], False)  # uniform: fall back as before
-    assert choose_upstream([*up, peer("c", 3, FAST)], 3, FAST) == (["a", "b"], False)  # ranked before us only
+    assert choose_upstream(up, 0, FAST) == Upstream(["a", "b"], False, [])  # uniform: fall back as before
+    assert choose_upstream([*up, peer("c", 3, FAST)], 3, FAST).nodes == ["a", "b"]  # ranked before us only
     up = [peer("a", 1, FAST), peer("s", 2, SLOW), peer("v", 3, SERVE_SLOW)]
-    assert choose_upstream(up, 0, SLOW) == (["a", "s", "v"], False)  # a slow node takes from anyone
-    assert choose_upstream(up, 0, FAST, excluded={"a"}) == ([], False)
+    assert choose_upstream(up, 0, SLOW) == Upstream(["a", "s", "v"], False, [])  # a slow node takes from anyone
+    assert choose_upstream(up, 0, FAST, excluded={"a"}) == Upstream([], False, ["s", "v"])  # nudged to sink
+    assert choose_upstream(up[1:], 0, FAST) == Upstream([], False, ["s", "v"])
 
 
-def test_behind_a_node_about_to_sink_wait_for_the_predecessor_alone():
+def test_behind_a_node_about_to_sink_wait_for_the_predecessor_alone_and_nudge_it():
     # s (slow) ranks between a and us: it holds a's slot and is about to sink. Taking an
     # earlier holder's slot would strand that holder's own successor (a).
     up = [peer("p", 1, FAST), peer("a", 2, FAST), peer("s", 3, SLOW)]
-    assert choose_upstream(up, 0, FAST) == (["a"], True)
-    assert choose_upstream(up, 0, FAST, excluded={"a"}) == (["p"], True)
+    assert choose_upstream(up, 0, FAST) == Upstream(["a"], True, ["s"])
+    assert choose_upstream(up, 0, FAST, excluded={"a"}) == Upstream(["p"], True, ["s"])
     # a node that sank belongs at the tail: behind the nearest node only
-    assert choose_upstream(up[:2], 0, SLOW, sunk=True) == (["a"], True)
-    assert choose_upstream(up[:2], 0, SLOW) == (["p", "a"], False)
+    assert choose_upstream(up[:2], 0, SLOW, sunk=True) == Upstream(["a"], True, [])
+    assert choose_upstream(up[:2], 0, SLOW) == Upstream(["p", "a"], False, [])
 
 
 def test_a_slow_node_sinks_when_a_faster_node_ranks_after_it():

@@ -6,6 +6,8 @@
                                        the only evidence on which a node removes its copy
   <ns>.graph/<name>/<from>/<to>        one edge per completed fetch
   <ns>.relay/<name>/<version>/<node>   partial holders, locked by their fetch session
+  <ns>.nudge/<name>/<version>/<node>   "look at the relay entries again": written by a fetcher that
+                                       skips that (slow) partial holder; removed by it when it ends
   <ns>.lock/<node>                     each source node's fetch semaphore (Go api.Semaphore)
   <ns>.status/<name>/<version>/<node>  a node's failed post_download hook of that version (JSON)
   <ns>.nodes/<node>                    every node that ever served (so ?status can say "down"
@@ -59,6 +61,12 @@ class Keys:
 
     def relay(self, name: str, version: str, node: str) -> str:
         return f"{self.ns}.relay/{name}/{version}/{node}"
+
+    def nudge_prefix(self, name: str) -> str:
+        return f"{self.ns}.nudge/{name}/"
+
+    def nudge(self, name: str, version: str, node: str) -> str:
+        return f"{self.ns}.nudge/{name}/{version}/{node}"
 
     def status_prefix(self, name: str, version: str | None = None) -> str:
         return f"{self.ns}.status/{name}/" + (f"{version}/" if version else "")

@@ -12,7 +12,9 @@ on itself.
 The entry's Consul `Flags` (opaque to Consul) carry what the engine says about the node's
 speed (engine/switching.py); this module only stores and returns them.  A node that
 finds itself too slow to head anyone re-announces (`RelayEntry.rejoin`): a new key, a
-new CreateIndex, so it ranks after everyone already there.
+new CreateIndex, so it ranks after everyone already there.  It learns when to look from a
+nudge key of its own (`nudge` / `wait_nudge`), written by whoever has news for it, so a
+uniform chain costs no wake-ups.
 """
 
 from __future__ import annotations
@@ -78,6 +80,28 @@ class RelayRegistry:
         index is given.  They cannot be downstream of the asker."""
         index, live = self.live(name, version, index, wait)
         return index, [p.node for p in live if not rank or p.rank < rank]
+
+    def nudge(self, name: str, version: str, node: str, by: str) -> None:
+        """Tell `node` to look at the relay entries again (best effort: a hint)."""
+        with contextlib.suppress(Exception):
+            self.c.kv.put(self.keys.nudge(name, version, node), by.encode())
+
+    def open_nudge(self, name: str, version: str, node: str) -> None:
+        """Create our nudge key, empty, before anyone can know us: a blocking query then
+        waits on an existing key, which wakes only when it is written."""
+        with consul_errors(self.c, f"creating the nudge key of {node}"):
+            self.c.kv.put(self.keys.nudge(name, version, node), b"")
+
+    def wait_nudge(self, name: str, version: str, node: str, index: str | None, wait: str) -> tuple[str, bool]:
+        """Block until `node`'s nudge key is written after `index` (or `wait` passes): the
+        new index, and whether anyone wrote it since it was opened."""
+        with consul_errors(self.c, f"waiting for news about {name}"):
+            new_index, entry = self.c.kv.get(self.keys.nudge(name, version, node), index=index, wait=wait)
+        return new_index, bool(entry and entry.get("Value"))
+
+    def clear_nudge(self, name: str, version: str, node: str) -> None:
+        with contextlib.suppress(Exception):
+            self.c.kv.delete(self.keys.nudge(name, version, node))
 
     def live(
         self, name: str, version: str, index: str | None = None, wait: str | None = None

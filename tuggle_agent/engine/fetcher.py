@@ -45,7 +45,7 @@ from .progress import Progress
 from .ratelimit import TokenBucket
 from .sources import Candidate, SourcePolicy
 from .store import LocalStore
-from .switching import SourceMonitor, Speed, choose_upstream, relay_verdict
+from .switching import SourceMonitor, Speed, choose_upstream, relay_verdict, skips
 
 log = logging.getLogger(__name__)
 
@@ -325,10 +325,13 @@ class FetchJob:
         self._verifier = verifier
         self.session = self.deps.new_session()
         if self.cfg.pipelined and not self.cfg.fetch_only:
+            watch = self.speed.relay != math.inf  # an unlimited relay is never skipped: nothing to watch
+            if watch:
+                self.deps.relay.open_nudge(meta.name, meta.version, self.deps.node)
             self.relay = self.deps.relay.announce(
                 meta.name, meta.version, self.deps.node, self.session, self.speed.to_flags()
             )
-            if self.speed.relay != math.inf:  # an unlimited relay is never skipped: nothing to watch
+            if watch:
                 threading.Thread(target=self._watch_relay, name=f"relay-watch-{meta.name}", daemon=True).start()
         deadline = time.monotonic() + self.cfg.fetch_timeout
         excluded = self._excluded  # holder -> why it failed this fetch
@@ -413,15 +416,21 @@ class FetchJob:
         if self.relay is None or relay_verdict(self.speed, self.relay.rank, self._live, None) != "sink":
             return False
         metrics.SOURCE_SWITCHES.labels("sink").inc()
+        self._rejoin()
+        return True
+
+    def _rejoin(self) -> None:
+        """Rank again after everyone there, and tell the nodes ranked after our old place
+        that may pull from us (those that do not skip us) that their source moved."""
+        assert self.relay is not None
+        old, meta = self.relay.rank, self.meta
+        _, live = self.deps.relay.live(meta.name, meta.version)
         self.relay.rejoin()
         self._sunk = True
-        log.info(
-            "%s: no slot free before us; %s ranks %d in the relay chain now",
-            self.meta.name,
-            self.deps.node,
-            self.relay.rank,
-        )
-        return True
+        log.info("%s: %s ranks %d in the relay chain now (was %d)", meta.name, self.deps.node, self.relay.rank, old)
+        for p in live:
+            if old < p.rank < self.relay.rank and not skips(self.speed, Speed.from_flags(p.flags)):
+                self.deps.relay.nudge(meta.name, meta.version, p.node, self.deps.node)
 
     def _better_source_free(self) -> bool:
         """Is another holder (not the current one, not failed) free to take us now?"""
@@ -440,27 +449,29 @@ class FetchJob:
         if exc.reason == "slow":
             self._slow.add(source)
         if exc.reason == "sink" and self.relay is not None:
-            self.relay.rejoin()
-            self._sunk = True
-            log.info("%s: %s ranks %d in the relay chain now", self.meta.name, self.deps.node, self.relay.rank)
+            self._rejoin()
         verifier.rewind(self.f)
 
     def _watch_relay(self) -> None:
-        """While the fetch runs: follow the relay entries (a blocking query) and tell
-        _switch_check when we should sink behind a faster node or our source sank."""
-        meta, index = self.meta, None
-        while not self.d.done and self.relay is not None:
-            try:
-                index, live = self.deps.relay.live(meta.name, meta.version, index=index, wait="2s")
-            except Exception as exc:  # a hint thread: Consul trouble must not end the fetch
-                log.debug("watching the relay entries of %s: %s", meta.name, exc)
-                index = None
-                time.sleep(1)
-                continue
-            if self.relay is None or self.d.done:
-                return
-            rank = self.relay.rank
-            self._verdict = (rank, relay_verdict(self.speed, rank, live, self._source))
+        """While the fetch runs: wait on our nudge key (a blocking query that wakes only when
+        someone has news for us: a faster node skips us, or our source sank), then read the
+        relay entries and tell _switch_check whether to sink or leave our source."""
+        meta, node, index = self.meta, self.deps.node, None
+        try:
+            while not self.d.done and self.relay is not None:
+                try:
+                    new_index, nudged = self.deps.relay.wait_nudge(meta.name, meta.version, node, index, "10s")
+                    if nudged and new_index != index and not self.d.done:
+                        _, live = self.deps.relay.live(meta.name, meta.version)
+                        rank = self.relay.rank
+                        self._verdict = (rank, relay_verdict(self.speed, rank, live, self._source))
+                    index = new_index
+                except Exception as exc:  # a hint thread: Consul trouble must not end the fetch
+                    log.debug("waiting for relay news about %s: %s", meta.name, exc)
+                    index = None
+                    time.sleep(1)
+        finally:
+            self.deps.relay.clear_nudge(meta.name, meta.version, node)
 
     def _no_source_error(self, excluded: dict[str, str], corrupt: set[str]) -> TuggleError:
         name, wait = self.meta.name, self.cfg.holder_wait
@@ -487,11 +498,12 @@ class FetchJob:
         relay_index = None
         if self.cfg.pipelined:
             relay_index, live = self.deps.relay.live(meta.name, meta.version)
-            upstream, nearest_only = choose_upstream(
-                live, self.relay.rank if self.relay else 0, self.speed, excluded, self._sunk
-            )
-            if nearest_only:
+            up = choose_upstream(live, self.relay.rank if self.relay else 0, self.speed, excluded, self._sunk)
+            upstream = up.nodes
+            if up.nearest_only:
                 complete = []
+            for node in up.sinking:  # it holds the slot we wait for: tell it to look
+                self.deps.relay.nudge(meta.name, meta.version, node, self.deps.node)
             self._live = live
             if any(n not in self.peers for n in upstream):  # addresses of new partial holders
                 self.peers = self.deps.finder.peers(self.deps.node)

@@ -80,9 +80,16 @@ def skips(source: Speed, me: Speed) -> bool:
     return too_slow(source.relay, me.take) and not too_slow(me.relay, source.take)
 
 
+@dataclass(frozen=True)
+class Upstream:
+    nodes: list[str]  # partial holders we would take from, earliest first
+    nearest_only: bool  # wait for the nearest one's slot; no fallback to earlier holders
+    sinking: list[str]  # the nodes we skip that rank after it: they should sink (nudge them)
+
+
 def choose_upstream(
     live: list[RelayPeer], rank: int, me: Speed, excluded: Collection[str] = (), sunk: bool = False
-) -> tuple[list[str], bool]:
+) -> Upstream:
     """The partial holders ranked before `rank` (0: all) that we would take from, earliest
     first, and whether to wait for the nearest one alone rather than fall back to earlier
     holders, partial or complete.
@@ -94,13 +101,14 @@ def choose_upstream(
     ourselves (we then belong at the tail, behind the nearest node only)."""
     before = [p for p in live if not rank or p.rank < rank]
     usable = [p for p in before if p.node not in excluded and not skips(Speed.from_flags(p.flags), me)]
-    if not usable:
-        return [], False
+    after = usable[-1].rank if usable else 0
+    sinking = [p.node for p in before if p.rank > after and skips(Speed.from_flags(p.flags), me)]
+    if not usable:  # complete holders only: whoever holds their slots, we may take any
+        return Upstream([], False, sinking)
     nearest = usable[-1]
-    skipped_after = any(p.rank > nearest.rank and skips(Speed.from_flags(p.flags), me) for p in before)
-    if sunk or skipped_after:
-        return [nearest.node], True
-    return [p.node for p in usable], False
+    if sunk or sinking:
+        return Upstream([nearest.node], True, sinking)
+    return Upstream([p.node for p in usable], False, [])
 
 
 def relay_verdict(me: Speed, rank: int, live: list[RelayPeer], source: str | None) -> str | None:
