@@ -149,3 +149,37 @@ def test_switch_edges_are_dashed_with_their_reason_and_planted_reasons_are_refus
     for bad in ('"x\\"];evil"', "7", '"' + "a" * 40 + '"', '"SLOW"'):
         raw = '{"from": "a", "to": "b", "start": 1, "end": 2, "elapsed": 1, "left_because": ' + bad + "}"
         assert Edge.from_json(raw) is None, bad
+
+
+class FakeKV:
+    def __init__(self, entries):
+        self.entries = entries
+
+    def get(self, key, recurse=False, index=None, wait=None):
+        return "7", self.entries
+
+
+class FakeConsul:
+    def __init__(self, entries):
+        self.kv = FakeKV(entries)
+
+
+def test_relay_entries_from_kv_are_untrusted():
+    from tuggle_agent.consul.keys import Keys
+    from tuggle_agent.consul.relay import RelayRegistry
+
+    ok = FAST.to_flags()
+    entries = [
+        {"Key": "tuggle.relay/x/v/b", "CreateIndex": 12, "Flags": ok, "Session": "s2"},
+        {"Key": "tuggle.relay/x/v/a", "CreateIndex": 11, "Flags": 0, "Session": "s1"},
+        {"Key": "tuggle.relay/x/v/gone", "CreateIndex": 10, "Flags": ok, "Session": None},  # not held
+        {"Key": "tuggle.relay/x/v/neg", "CreateIndex": 13, "Flags": -1, "Session": "s"},
+        {"Key": "tuggle.relay/x/v/big", "CreateIndex": 14, "Flags": 2**64, "Session": "s"},
+        {"Key": "tuggle.relay/x/v/text", "CreateIndex": 15, "Flags": "fast", "Session": "s"},
+        {"Key": "tuggle.relay/x/v/norank", "Flags": ok, "Session": "s"},
+        {"Key": "tuggle.relay/x/v/", "CreateIndex": 16, "Flags": ok, "Session": "s"},
+    ]
+    reg = RelayRegistry(FakeConsul(entries), Keys("tuggle"))
+    index, live = reg.live("x", "v")
+    assert index == "7" and live == [RelayPeer("a", 11, 0), RelayPeer("b", 12, ok)]
+    assert reg.upstream("x", "v", 12) == ("7", ["a"])

@@ -86,11 +86,14 @@ class RelayRegistry:
         with contextlib.suppress(Exception):
             self.c.kv.put(self.keys.nudge(name, version, node), by.encode())
 
-    def open_nudge(self, name: str, version: str, node: str) -> None:
+    def open_nudge(self, name: str, version: str, node: str) -> bool:
         """Create our nudge key, empty, before anyone can know us: a blocking query then
-        waits on an existing key, which wakes only when it is written."""
-        with consul_errors(self.c, f"creating the nudge key of {node}"):
-            self.c.kv.put(self.keys.nudge(name, version, node), b"")
+        waits on an existing key, which wakes only when it is written.  False if Consul
+        refused (the fetch goes on; we just never sink)."""
+        try:
+            return bool(self.c.kv.put(self.keys.nudge(name, version, node), b""))
+        except Exception:
+            return False
 
     def wait_nudge(self, name: str, version: str, node: str, index: str | None, wait: str) -> tuple[str, bool]:
         """Block until `node`'s nudge key is written after `index` (or `wait` passes): the

@@ -325,9 +325,8 @@ class FetchJob:
         self._verifier = verifier
         self.session = self.deps.new_session()
         if self.cfg.pipelined and not self.cfg.fetch_only:
-            watch = self.speed.relay != math.inf  # an unlimited relay is never skipped: nothing to watch
-            if watch:
-                self.deps.relay.open_nudge(meta.name, meta.version, self.deps.node)
+            # An unlimited relay is never skipped: nothing to watch.
+            watch = self.speed.relay != math.inf and self.deps.relay.open_nudge(meta.name, meta.version, self.deps.node)
             self.relay = self.deps.relay.announce(
                 meta.name, meta.version, self.deps.node, self.session, self.speed.to_flags()
             )

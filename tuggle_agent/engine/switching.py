@@ -11,9 +11,11 @@ anyone but itself:
    before it that could not feed it well (`skips`), and a partial holder that a node
    ranked after it would skip re-announces itself, which ranks it after everyone there
    (`relay_verdict` says "sink"): it sinks to the tail instead of heading the chain.  The
-   rank rule stays whole (a node only takes from nodes ranked before it, or complete
-   holders), so the relay graph stays acyclic.  A fetch whose source sank behind it
-   leaves that source ("reranked").
+   skipping node nudges it (`choose_upstream(...).sinking`) and meanwhile waits for its
+   nearest predecessor's slot rather than take an earlier holder's.  The rank rule stays
+   whole (a node only takes from nodes ranked before it, or complete holders), so the
+   relay graph stays acyclic.  A fetch whose source sank behind it leaves that source
+   ("reranked").
 2. Measure the source.  `SourceMonitor` watches the rate the current source delivers;
    when it stays well below what this node can take (its own `fetch_rate`, or the best
    rate a source gave this fetch) for `patience` windows, it asks to move to a better
