@@ -7,7 +7,8 @@
   <ns>.graph/<name>/<from>/<to>        one edge per completed fetch
   <ns>.relay/<name>/<version>/<node>   partial holders, locked by their fetch session
   <ns>.nudge/<name>/<version>/<node>   "look at the relay entries again": written by a fetcher that
-                                       skips that (slow) partial holder; removed by it when it ends
+                                       skips that slow partial holder (or by one that sank, for nodes
+                                       that may pull from it); the nudged node removes it when done
   <ns>.lock/<node>                     each source node's fetch semaphore (Go api.Semaphore)
   <ns>.status/<name>/<version>/<node>  a node's failed post_download hook of that version (JSON)
   <ns>.nodes/<node>                    every node that ever served (so ?status can say "down"

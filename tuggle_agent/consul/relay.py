@@ -86,18 +86,10 @@ class RelayRegistry:
         with contextlib.suppress(Exception):
             self.c.kv.put(self.keys.nudge(name, version, node), by.encode())
 
-    def open_nudge(self, name: str, version: str, node: str) -> bool:
-        """Create our nudge key, empty, before anyone can know us: a blocking query then
-        waits on an existing key, which wakes only when it is written.  False if Consul
-        refused (the fetch goes on; we just never sink)."""
-        try:
-            return bool(self.c.kv.put(self.keys.nudge(name, version, node), b""))
-        except Exception:
-            return False
-
     def wait_nudge(self, name: str, version: str, node: str, index: str | None, wait: str) -> tuple[str, bool]:
         """Block until `node`'s nudge key is written after `index` (or `wait` passes): the
-        new index, and whether anyone wrote it since it was opened."""
+        new index, and whether the key exists (someone nudged).  The key is absent until the
+        first nudge; Consul then blocks until it is created, not on every KV write."""
         with consul_errors(self.c, f"waiting for news about {name}"):
             new_index, entry = self.c.kv.get(self.keys.nudge(name, version, node), index=index, wait=wait)
         return new_index, bool(entry and entry.get("Value"))

@@ -325,8 +325,7 @@ class FetchJob:
         self._verifier = verifier
         self.session = self.deps.new_session()
         if self.cfg.pipelined and not self.cfg.fetch_only:
-            # An unlimited relay is never skipped: nothing to watch.
-            watch = self.speed.relay != math.inf and self.deps.relay.open_nudge(meta.name, meta.version, self.deps.node)
+            watch = self.speed.relay != math.inf  # an unlimited relay is never skipped: nothing to watch
             self.relay = self.deps.relay.announce(
                 meta.name, meta.version, self.deps.node, self.session, self.speed.to_flags()
             )
@@ -455,11 +454,12 @@ class FetchJob:
         """While the fetch runs: wait on our nudge key (a blocking query that wakes only when
         someone has news for us: a faster node skips us, or our source sank), then read the
         relay entries and tell _switch_check whether to sink or leave our source."""
-        meta, node, index = self.meta, self.deps.node, None
+        meta, node, index, seen = self.meta, self.deps.node, None, False
         try:
             while not self.d.done and self.relay is not None:
                 try:
                     new_index, nudged = self.deps.relay.wait_nudge(meta.name, meta.version, node, index, "10s")
+                    seen = seen or nudged
                     if nudged and new_index != index and not self.d.done:
                         _, live = self.deps.relay.live(meta.name, meta.version)
                         rank = self.relay.rank
@@ -470,7 +470,8 @@ class FetchJob:
                     index = None
                     time.sleep(1)
         finally:
-            self.deps.relay.clear_nudge(meta.name, meta.version, node)
+            if seen:
+                self.deps.relay.clear_nudge(meta.name, meta.version, node)
 
     def _no_source_error(self, excluded: dict[str, str], corrupt: set[str]) -> TuggleError:
         name, wait = self.meta.name, self.cfg.holder_wait
