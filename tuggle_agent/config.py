@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from .objects.metadata import PIECE_ALGORITHMS
 from .units import parse_duration, parse_rate, parse_size
 
 
@@ -337,7 +338,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_fetch_per_source", _int_range(1, 1000), 3),
     Setting("relay", _choice("pipelined", "store-and-forward"), "pipelined"),
     Setting("relay_fanout", _int_range(1, 1000), 1),
-    Setting("verify_on_serve", _bool, True),
+    Setting("verify_on_serve", _bool, False),
+    Setting("piece_digest", _choice(*PIECE_ALGORITHMS), "blake3"),
     Setting("scrub_interval", _duration, 86400.0),
     Setting("tombstone_ttl", _positive_duration, 30 * 86400.0),
     Setting("max_upload_size", _size, 64 * 2**40),
@@ -432,6 +434,7 @@ class Config:
     relay: str
     relay_fanout: int
     verify_on_serve: bool
+    piece_digest: str
     scrub_interval: float
     tombstone_ttl: float
     max_upload_size: int

@@ -66,7 +66,7 @@ class Writes:
         the object is marked for prefetch in the same KV write that creates it."""
         self.check_upload(name, length)
         piece = piece_size_for(length if length is not None else self.cfg.max_upload_size)
-        digester = Digester(piece)
+        digester = Digester(piece, self.cfg.piece_digest)
         temp, f = self.store.temp_file(name, "upload")
         try:
             with f:
@@ -98,7 +98,7 @@ class Writes:
             except ValueError as exc:
                 raise Invalid(f"{name}: {exc}; nothing stored") from None
             with self.store.lock:
-                if not self.kv.create(meta, PieceList(piece, digests)):
+                if not self.kv.create(meta, PieceList(piece, digests, digester.algorithm)):
                     raise Exists(f"{name} already exists (created concurrently); nothing changed")
                 try:
                     self.store.commit(temp, meta, self.name)
@@ -187,7 +187,7 @@ class Writes:
         meta = local.meta
         if self.kv.has_tombstone(name, meta.version):
             return "not adopted: this version was deleted explicitly (tombstone in Consul)"
-        digester = Digester(meta.piece_size)
+        digester = Digester(meta.piece_size, self.cfg.piece_digest)
         with open(local.path, "rb") as f:
             while block := f.read(1 << 20):
                 digester.update(block)
@@ -197,7 +197,7 @@ class Writes:
             return "not adopted: the local copy is corrupt (removed)"
         with self.store.lock:
             current = self.kv.get(name)
-            if current is None and self.kv.create(meta, PieceList(meta.piece_size, digests)):
+            if current is None and self.kv.create(meta, PieceList(meta.piece_size, digests, digester.algorithm)):
                 result = "published again from this node's copy"
             else:
                 current = self.kv.get(name)

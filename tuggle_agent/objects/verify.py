@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import blake3
 
 from .metadata import ObjectMeta, PieceList
 
+# Piece digest algorithms (metadata.PIECE_ALGORITHMS): a new hasher, and the name in messages.
+PIECE_HASHERS: dict[str, tuple[Callable[[], Any], str]] = {
+    "sha256": (hashlib.sha256, "SHA-256"),
+    "blake3": (blake3.blake3, "BLAKE3"),
+}
+
 
 class Digester:
-    """Feeds bytes in order; yields the whole-object SHA-256 and per-piece digests."""
+    """Feeds bytes in order; yields the whole-object SHA-256 and per-piece digests
+    (`algorithm`: a key of PIECE_HASHERS)."""
 
-    def __init__(self, piece_size: int):
+    def __init__(self, piece_size: int, algorithm: str = "sha256"):
         self.piece_size = piece_size
+        self.algorithm = algorithm
+        self._new_piece = PIECE_HASHERS[algorithm][0]
         self.whole = hashlib.sha256()
-        self.piece = hashlib.sha256()
+        self.piece = self._new_piece()
         self.piece_fill = 0
         self.size = 0
         self.digests: list[str] = []
@@ -36,7 +49,7 @@ class Digester:
     def _close_piece(self) -> str:
         d = self.piece.hexdigest()
         self.digests.append(d)
-        self.piece = hashlib.sha256()
+        self.piece = self._new_piece()
         self.piece_fill = 0
         return d
 
@@ -63,7 +76,7 @@ class Verifier:
             raise PieceMismatch(f"{meta.name}: the piece list does not belong to this version")
         self.meta = meta
         self.pieces = pieces
-        self.digester = Digester(pieces.piece_size)
+        self.digester = Digester(pieces.piece_size, pieces.algorithm)
         self.verified = 0
 
     @property
@@ -96,7 +109,8 @@ class Verifier:
 
     def _check(self, index: int, digest: str) -> None:
         if index >= len(self.pieces.digests) or digest != self.pieces.digests[index]:
-            raise PieceMismatch(f"piece {index} of {self.meta.name} failed SHA-256 verification")
+            label = PIECE_HASHERS[self.pieces.algorithm][1]
+            raise PieceMismatch(f"piece {index} of {self.meta.name} failed verification ({label} digest differs)")
         end = min((index + 1) * self.pieces.piece_size, self.meta.size)
         if end < self.meta.size:
             self.verified = end
@@ -108,7 +122,7 @@ class Verifier:
     def rewind(self, f) -> None:
         """Forget bytes past `verified` (a bad or broken source) and re-hash the good prefix."""
         keep = self.verified
-        self.digester = Digester(self.pieces.piece_size)
+        self.digester = Digester(self.pieces.piece_size, self.pieces.algorithm)
         f.seek(0)
         left = keep
         while left:
