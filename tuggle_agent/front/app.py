@@ -29,10 +29,12 @@ from werkzeug.http import parse_range_header
 from werkzeug.routing import Map, Rule
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
+from werkzeug.wsgi import wrap_file
 
 from .. import metrics
 from ..engine.node import Node
 from ..engine.peer import INTERNAL_HEADER, content_range
+from ..engine.reads import PeerFile
 from ..errors import (
     BadSources,
     Busy,
@@ -314,6 +316,11 @@ class TuggleApp:
 
     def to_peer(self, req: Request, name: str) -> Response:
         meta, (start, end), body = self.node.open_for_peer(name, lambda size: self.byte_range(req, size))
+        if req.method == "HEAD":
+            body.close()  # no body is sent: give back the peer slot now
+        elif isinstance(body, PeerFile):
+            # Spans of open files: our server's file_wrapper sends them with sendfile().
+            return self.ranged(meta, start, end, req, wrap_file(req.environ, body))  # type: ignore[arg-type]
         return self.ranged(meta, start, end, req, body)
 
     @staticmethod

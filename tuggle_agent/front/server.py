@@ -24,7 +24,9 @@ The extensions (each a few lines over a documented cheroot hook):
    `idle_timeout` as deadline), so 300 half-open or half-sent connections hold no
    thread and /?ping keeps answering.
 4. sendfile (`Gateway.respond`): `wsgi.file_wrapper` sends local files with
-   socket.sendfile(), zero-copy, so a local GET keeps pace with nginx.
+   socket.sendfile(), zero-copy, so a local GET keeps pace with nginx; a wrapped object
+   with `sendfile_spans()` (a peer's body, engine/reads.py PeerFile) is sent span by span
+   with os.sendfile() -- spans of a fetch in progress as they are verified.
 
 The socket is bound by `make_server` (prepare), before the node joins Consul: a busy
 port fails `serve` before anything is registered.  Until the node is built, requests
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import select
 import selectors
 import socket
@@ -89,6 +92,28 @@ class FileWrapper:
             self.filelike.close()
 
 
+def send_span(sock: socket.socket, fd: int, offset: int, count: int) -> None:
+    """sendfile() `count` bytes of `fd` from `offset` (socket.sendfile()'s loop, for an fd
+    that is not a file object); OSError if the socket stays unwritable for its timeout or
+    the file is shorter than the span."""
+    timeout = sock.gettimeout()
+    poller = None
+    while count:
+        try:
+            sent = os.sendfile(sock.fileno(), fd, offset, count)
+        except BlockingIOError:  # a socket with a timeout is non-blocking underneath
+            if poller is None:
+                poller = select.poll()
+                poller.register(sock, select.POLLOUT)
+            if not poller.poll(None if timeout is None else timeout * 1000):
+                raise TimeoutError("the peer stopped reading") from None
+            continue
+        if sent == 0:
+            raise OSError(f"file ended {count} bytes before the span it was to send")
+        offset += sent
+        count -= sent
+
+
 class Request(cserver.HTTPRequest):
     def send_headers(self):
         if self.chunked_read:
@@ -136,6 +161,12 @@ class Gateway(cwsgi.Gateway_10):
         try:
             if isinstance(response, FileWrapper) and self.remaining_bytes_out is not None and req.method != b"HEAD":
                 f = response.filelike
+                if hasattr(f, "sendfile_spans"):
+                    req.ensure_headers_sent()
+                    for fd, offset, count in f.sendfile_spans():
+                        send_span(req.conn.socket, fd, offset, count)
+                        self.remaining_bytes_out -= count
+                    return
                 if hasattr(f, "fileno"):
                     req.ensure_headers_sent()
                     sent = req.conn.socket.sendfile(f, f.tell(), self.remaining_bytes_out)

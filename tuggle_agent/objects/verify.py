@@ -87,7 +87,7 @@ class Verifier:
     def complete(self) -> bool:
         return self.verified == self.meta.size and self.received == self.meta.size
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         if self.received + len(data) > self.meta.size:
             raise PieceMismatch(f"more than the {self.meta.size} bytes of {self.meta.name}")
         first = len(self.digester.digests)
