@@ -19,11 +19,18 @@ GiB = 2**30
 CLK = os.sysconf("SC_CLK_TCK")
 
 
+def cpu_split(pid: int | str, children: bool = False) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (with `children`, plus its reaped children's)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    user, system = int(f[11]), int(f[12])
+    if children:
+        user, system = user + int(f[13]), system + int(f[14])
+    return user / CLK, system / CLK
+
+
 def cpu_seconds(pid: int | str, children: bool = False) -> float:
     """utime + stime of a process (with `children`, plus its reaped children's)."""
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    t = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if children else 0)
-    return t / CLK
+    return sum(cpu_split(pid, children))
 
 
 def curl(args: list[str]) -> float:

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import requests
-from benchlib import GiB, MiB, copy_fsync_seconds, cpu_seconds, curl, make_file, start_nginx
+from benchlib import GiB, MiB, copy_fsync_seconds, cpu_seconds, cpu_split, curl, make_file, start_nginx
 
 from tuggle_agent.harness import TuggleCluster, wait_until
 
@@ -45,16 +45,19 @@ SETTINGS = {
 }
 
 
-def cluster_cpu(c: TuggleCluster) -> float:
-    return sum(cpu_seconds(a.proc.pid, children=True) for a in c.agents) + cpu_seconds("self", children=True)
+def tree_cpu(c: TuggleCluster, agents: list | None = None) -> tuple[float, float]:
+    """(user, system) CPU s of the agents (all, with this process: the dev agent runs here)."""
+    parts = [cpu_split(a.proc.pid, children=True) for a in (agents if agents is not None else c.agents)]
+    if agents is None:
+        parts.append(cpu_split("self", children=True))
+    return sum(u for u, _ in parts), sum(s for _, s in parts)
 
 
-def relay_run(c: TuggleCluster, name: str, body: Path, size: int) -> tuple[float, float]:
-    """(cluster CPU s, receivers' CPU s) of one ?sync distribution."""
+def relay_run(c: TuggleCluster, name: str, body: Path, size: int) -> dict[str, float]:
+    """CPU s (user, system) of the cluster and of the receivers over one ?sync distribution."""
     with open(body, "rb") as f:
         requests.put(f"{c[0].url}/{name}?sync", data=f, timeout=600).raise_for_status()
-    total0 = cluster_cpu(c)
-    recv0 = sum(cpu_seconds(a.proc.pid, children=True) for a in c.agents[1:])
+    total0, recv0 = tree_cpu(c), tree_cpu(c, c.agents[1:])
     pending = list(c.agents[1:])
 
     def landed() -> bool:
@@ -65,11 +68,15 @@ def relay_run(c: TuggleCluster, name: str, body: Path, size: int) -> tuple[float
         return not pending
 
     wait_until(landed, timeout=600, interval=0.02, what=f"{name} on every node")
-    total = cluster_cpu(c) - total0
-    recv = sum(cpu_seconds(a.proc.pid, children=True) for a in c.agents[1:]) - recv0
+    total, recv = tree_cpu(c), tree_cpu(c, c.agents[1:])
     requests.delete(f"{c[0].url}/{name}", timeout=60).raise_for_status()
     wait_until(lambda: not any(a.local_file(name).exists() for a in c.agents), timeout=60, what="delete everywhere")
-    return total, recv
+    return {
+        "total": sum(total) - sum(total0),
+        "user": total[0] - total0[0],
+        "system": total[1] - total0[1],
+        "recv": sum(recv) - sum(recv0),
+    }
 
 
 def hash_floor(size: int, algo: str) -> float:
@@ -110,24 +117,31 @@ def main() -> None:
     with contextlib.suppress(ImportError):
         floors["blake3"] = statistics.median(hash_floor(size, "blake3") for _ in range(args.runs))
     nginx, nport = start_nginx(www, work)
-    relay_total, relay_recv, put_t, cp_t, put_cpu, get_t, ngx_t, get_cpu = ([] for _ in range(8))
+    relay: dict[str, list[float]] = {"total": [], "user": [], "system": [], "recv": []}
+    put_t, cp_t, put_cpu, put_user, get_t, ngx_t, get_cpu = ([] for _ in range(7))
     try:
         with TuggleCluster(work / "cluster", nodes=args.nodes, settings=settings, watches="http") as c:
             n1 = c[0]
             pid = n1.proc.pid
+            received = gib * (args.nodes - 1)
             for run in range(args.runs):
-                total, recv = relay_run(c, f"relay-{run}.bin", src, size)
-                relay_total.append(total / (gib * (args.nodes - 1)))
-                relay_recv.append(recv / (gib * (args.nodes - 1)))
-                print(f"run {run + 1}: relay {relay_total[-1]:.2f} CPU-s/GiB received (cluster)", flush=True)
+                for k, v in relay_run(c, f"relay-{run}.bin", src, size).items():
+                    relay[k].append(v / received)
+                print(
+                    f"run {run + 1}: relay {relay['total'][-1]:.2f} CPU-s/GiB received "
+                    f"(user {relay['user'][-1]:.2f}, system {relay['system'][-1]:.2f})",
+                    flush=True,
+                )
                 name = f"put-{run}.bin"
                 cp_t.append(copy_fsync_seconds(src, work / f"cp-{run}.bin"))
-                c0 = cpu_seconds(pid, children=True)
+                c0 = cpu_split(pid, children=True)
                 put_t.append(curl(["-T", str(src), f"{n1.url}/{name}"]))
-                put_cpu.append((cpu_seconds(pid, children=True) - c0) / gib)
-                c0 = cpu_seconds(pid, children=True)
+                c1 = cpu_split(pid, children=True)
+                put_cpu.append((sum(c1) - sum(c0)) / gib)
+                put_user.append((c1[0] - c0[0]) / gib)
+                c0 = cpu_split(pid, children=True)
                 get_t.append(curl([f"{n1.url}/{name}"]))
-                get_cpu.append((cpu_seconds(pid, children=True) - c0) / gib)
+                get_cpu.append((cpu_seconds(pid, children=True) - sum(c0)) / gib)
                 ngx_t.append(curl([f"http://127.0.0.1:{nport}/{src.name}"]))
                 subprocess.run(["curl", "-sf", "-XDELETE", f"{n1.url}/{name}"], check=True, capture_output=True)
     finally:
@@ -135,13 +149,16 @@ def main() -> None:
         nginx.wait()
     med = statistics.median
     rows = [
-        (f"relay: cluster CPU s per GiB received ({args.nodes - 1} receivers, chain)", f"{med(relay_total):.2f}"),
-        ("relay: receivers' own CPU s per GiB received", f"{med(relay_recv):.2f}"),
+        (
+            f"relay: cluster CPU s per GiB received ({args.nodes - 1} receivers, chain)",
+            f"{med(relay['total']):.2f} (user {med(relay['user']):.2f}, system {med(relay['system']):.2f})",
+        ),
+        ("relay: receivers' own CPU s per GiB received", f"{med(relay['recv']):.2f}"),
         (
             "PUT / (cp + fsync), throughput",
             f"{med(cp_t) / med(put_t):.2f} ({size / med(put_t) / MiB:.0f} / {size / med(cp_t) / MiB:.0f} MiB/s)",
         ),
-        ("PUT: node1 CPU s per GiB stored", f"{med(put_cpu):.2f}"),
+        ("PUT: node1 CPU s per GiB stored", f"{med(put_cpu):.2f} (user {med(put_user):.2f})"),
         (
             "local GET / nginx, throughput",
             f"{med(ngx_t) / med(get_t):.2f} ({size / med(get_t) / MiB:.0f} / {size / med(ngx_t) / MiB:.0f} MiB/s)",

@@ -8,7 +8,7 @@ import blake3
 import pytest
 
 from tuggle_agent.objects.metadata import ObjectMeta, PieceList, piece_size_for
-from tuggle_agent.objects.verify import Digester, PieceMismatch, Verifier
+from tuggle_agent.objects.verify import BackgroundDigester, Digester, PieceMismatch, Verifier
 
 
 def make(body: bytes, piece: int, algorithm: str = "sha256"):
@@ -81,3 +81,30 @@ def test_piece_size_keeps_piece_count_bounded():
     assert piece_size_for(2**30) * 1024 >= 2**30
     assert piece_size_for(2**30) == 2**20
     assert piece_size_for(2**40) == 2**30
+
+
+def test_background_digester_gives_the_digests_of_the_bytes_in_order():
+    blocks = [os.urandom(n) for n in (1, 70_000, 4096, 300_000, 5)]
+    direct = Digester(65_536, "blake3")
+    for b in blocks:
+        direct.update(b)
+    with BackgroundDigester(Digester(65_536, "blake3"), depth=2) as bg:
+        for b in blocks:
+            bg.update(b)
+        assert bg.size == sum(map(len, blocks))
+        assert bg.finish() == direct.finish()
+
+
+def test_background_digester_reports_a_failure_and_its_thread_ends_on_any_exit():
+    class Broken(Digester):
+        def update(self, data):
+            raise MemoryError("no room")
+
+    bg = BackgroundDigester(Broken(4096))
+    bg.update(b"x" * 10)
+    with pytest.raises(MemoryError, match="no room"):
+        bg.finish()
+    with pytest.raises(RuntimeError), BackgroundDigester(Digester(4096)) as bg2:
+        bg2.update(b"y")
+        raise RuntimeError("the upload failed")
+    assert not bg2._thread.is_alive()

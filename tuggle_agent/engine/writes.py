@@ -20,7 +20,7 @@ from ..consul.kv import ObjectsKV
 from ..errors import Exists, FetchOnly, Invalid, NoSpace, NotFound, TooLarge
 from ..objects.metadata import ObjectMeta, PieceList, SyncSpec, piece_size_for
 from ..objects.names import check_name
-from ..objects.verify import Digester
+from ..objects.verify import BackgroundDigester, Digester
 from .copies import Copies
 from .keeper import Keeper
 from .progress import Progress
@@ -66,10 +66,9 @@ class Writes:
         the object is marked for prefetch in the same KV write that creates it."""
         self.check_upload(name, length)
         piece = piece_size_for(length if length is not None else self.cfg.max_upload_size)
-        digester = Digester(piece, self.cfg.piece_digest)
         temp, f = self.store.temp_file(name, "upload")
         try:
-            with f:
+            with f, BackgroundDigester(Digester(piece, self.cfg.piece_digest)) as digester:
                 progress = Progress(log, f"receiving {name}", length, self.cfg.progress_interval)
                 while True:
                     want = 1 << 20 if length is None else min(1 << 20, length - digester.size)
@@ -82,14 +81,14 @@ class Writes:
                         raise TooLarge(
                             f"{name}: more than max_upload_size ({self.cfg.max_upload_size} bytes); nothing stored"
                         )
+                    digester.update(block)  # hashed by its thread while we write it
                     f.write(block)
-                    digester.update(block)
                     progress.update(digester.size)
                 if length is not None and digester.size < length:
                     raise Invalid(f"upload of {name} truncated: got {digester.size} of {length} bytes; nothing stored")
                 f.flush()
                 os.fsync(f.fileno())
-            sha, digests = digester.finish()
+                sha, digests = digester.finish()
             meta = ObjectMeta(
                 name=name, size=digester.size, sha256=sha, content_type=content_type, piece_size=piece, sync=sync
             )
@@ -98,7 +97,7 @@ class Writes:
             except ValueError as exc:
                 raise Invalid(f"{name}: {exc}; nothing stored") from None
             with self.store.lock:
-                if not self.kv.create(meta, PieceList(piece, digests, digester.algorithm)):
+                if not self.kv.create(meta, PieceList(piece, digests, self.cfg.piece_digest)):
                     raise Exists(f"{name} already exists (created concurrently); nothing changed")
                 try:
                     self.store.commit(temp, meta, self.name)

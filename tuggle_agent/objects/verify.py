@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +60,53 @@ class Digester:
         if self.piece_fill or self.size == 0:
             self._close_piece()
         return self.whole.hexdigest(), self.digests
+
+
+class BackgroundDigester:
+    """A Digester fed by a worker thread, so hashing overlaps the caller's socket reads and
+    file writes (hashlib and blake3 release the GIL on large buffers: on two cores an upload
+    runs at the speed of the slower of the two, not of their sum).  `update` keeps a
+    reference to `data` until it is hashed: pass bytes, never a buffer that is reused.
+    At most `depth` blocks wait, which bounds the memory.  Use as a context manager, so the
+    thread ends however the caller leaves."""
+
+    def __init__(self, digester: Digester, depth: int = 8):
+        self.digester = digester
+        self.size = 0  # bytes given, hashed or not
+        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="digest", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.digester.update(data)
+                except BaseException as exc:  # handed to the caller by finish()
+                    self._error = exc
+
+    def update(self, data: bytes) -> None:
+        self.size += len(data)
+        self._queue.put(data)
+
+    def finish(self) -> tuple[str, list[str]]:
+        """Wait for every block to be hashed; then as Digester.finish."""
+        self._stop()
+        if self._error is not None:
+            raise self._error
+        return self.digester.finish()
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def __enter__(self) -> BackgroundDigester:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()
 
 
 class PieceMismatch(ValueError):
