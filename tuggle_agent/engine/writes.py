@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 
 
 class Readable(Protocol):
-    """An upload body: the request's input stream."""
+    """An upload body: the request's input stream.  readinto fills the buffer unless the
+    body ends first, and returns 0 at its end."""
 
-    def read(self, n: int = -1, /) -> bytes: ...
+    def readinto(self, b: bytearray, /) -> int: ...
 
 
 class Writes:
@@ -74,9 +75,11 @@ class Writes:
                     want = 1 << 20 if length is None else min(1 << 20, length - digester.size)
                     if want <= 0:
                         break
-                    block = body.read(want)
-                    if not block:
+                    buf = bytearray(want)  # a new one each time: the digest thread holds the last ones
+                    n = body.readinto(buf)
+                    if not n:
                         break
+                    block = memoryview(buf)[:n]
                     if digester.size + len(block) > self.cfg.max_upload_size:
                         raise TooLarge(
                             f"{name}: more than max_upload_size ({self.cfg.max_upload_size} bytes); nothing stored"

@@ -130,6 +130,19 @@ class Body:
         except ValueError as exc:
             raise Invalid(f"malformed request body ({exc}); nothing stored") from None
 
+    def readinto(self, b: bytearray) -> int:
+        """Fills `b` unless the body ends first; 0 at its end.  Straight into `b` when the
+        server's stream can (front/server.py KnownLengthBody), else through read()."""
+        readinto = getattr(self.stream, "readinto", None)
+        if readinto is None:
+            data = self.read(len(b))
+            b[: len(data)] = data
+            return len(data)
+        try:
+            return readinto(b)
+        except ValueError as exc:
+            raise Invalid(f"malformed request body ({exc}); nothing stored") from None
+
 
 class TuggleApp:
     def __init__(self, node: Node):

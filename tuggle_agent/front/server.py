@@ -10,7 +10,8 @@ maintained) hands the application the socket as `wsgi.input` as soon as the head
 are in, and its selector keeps idle keep-alive connections without a thread.
 Measured in one run on this machine (README "Reliability", bench/server_bench.py).
 
-The extensions (each a few lines over a documented cheroot hook):
+The extensions (each a few lines over a documented cheroot hook), and `wsgi.input` with
+`readinto()` for bodies with a Content-Length (KnownLengthBody):
 
 1. No drain on refusal (`Request.send_headers`).  cheroot reads the rest of an unread
    body before answering so it can keep the connection; for more than 64 KiB we close
@@ -149,8 +150,35 @@ class Connection(cserver.HTTPConnection):
         super().close()
 
 
+class KnownLengthBody(cserver.KnownLengthRFile):
+    """wsgi.input of a body with a Content-Length, plus readinto(): straight from the socket
+    into the caller's buffer.  cheroot's connection reader is the pure-Python
+    _pyio.BufferedReader, whose read(n) zero-fills an n-byte buffer for every recv() and
+    then joins the pieces: on a PUT that cost more CPU than hashing it."""
+
+    def readinto(self, b) -> int:
+        """Fills `b` (up to the end of the body) unless the client stops sending."""
+        view = memoryview(b).cast("B")[: self.remaining]
+        rf = self.rfile  # what the headers' recv() brought of the body is in its buffer
+        n = min(len(view), len(rf._read_buf) - rf._read_pos)
+        view[:n] = rf._read_buf[rf._read_pos : rf._read_pos + n]
+        rf._read_pos += n
+        # Not rf.readinto: _pyio's mis-sizes its copy when it refills its buffer mid-call.
+        while n < len(view):
+            got = rf.raw.readinto(view[n:])
+            if not got:
+                break
+            n += got
+        rf.bytes_read += n
+        self.remaining -= n
+        return n
+
+
 class Gateway(cwsgi.Gateway_10):
     def get_environ(self):
+        req = self.req
+        if type(req.rfile) is cserver.KnownLengthRFile:  # set by HTTPRequest.respond()
+            req.rfile = KnownLengthBody(req.rfile.rfile, req.rfile.remaining)
         env = super().get_environ()
         env["wsgi.file_wrapper"] = FileWrapper
         return env

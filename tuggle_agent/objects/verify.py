@@ -73,7 +73,7 @@ class BackgroundDigester:
     def __init__(self, digester: Digester, depth: int = 8):
         self.digester = digester
         self.size = 0  # bytes given, hashed or not
-        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="digest", daemon=True)
         self._thread.start()
@@ -86,7 +86,7 @@ class BackgroundDigester:
                 except BaseException as exc:  # handed to the caller by finish()
                     self._error = exc
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         self.size += len(data)
         self._queue.put(data)
 
