@@ -50,6 +50,14 @@ class Opened:
         return Lease(chunks, release) if release is not None else chunks
 
 
+def _close_then(iterator: Iterator, release: Callable[[], None]) -> None:
+    """End a body: close its iterator (a generator's finally closes its files), then release."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
+    release()
+
+
 class Lease:
     """Iterates `chunks` holding a slot, released exactly once: when the chunks are done or
     when the server closes the body (a client gone early; a generator never started would
@@ -72,10 +80,7 @@ class Lease:
     def close(self) -> None:
         release, self._release = self._release, None
         if release is not None:
-            close = getattr(self._chunks, "close", None)
-            if close is not None:
-                close()
-            release()
+            _close_then(self._chunks, release)
 
 
 # Spans of a complete copy sent to a peer at once with sendfile() (no serve_rate): large,
@@ -115,10 +120,7 @@ class PeerFile:
     def close(self) -> None:
         release, self._release = self._release, None
         if release is not None:
-            close = getattr(self._spans, "close", None)
-            if close is not None:
-                close()
-            release()
+            _close_then(self._spans, release)
 
 
 class Reads:
