@@ -15,8 +15,13 @@ pipelined relay, watch handlers over HTTP, log_level info):
      ratio), and node1's CPU per GiB served;
   4. the hashing floor: CPU seconds per GiB of SHA-256 (and BLAKE3 when the `blake3`
      package is installed) over S bytes in memory, 1 MiB updates.
-CPU seconds are the stable figures on a shared machine; wall-clock ratios move with load.
-Needs nginx (apt-get install -y nginx) and curl.
+CPU seconds are the stabler figures on a shared machine; wall-clock ratios move with load.
+CPU is split into user (hashing, Python: what the agent's code decides) and system (socket
+and page-cache copies, ext4, fsync: mostly the price of receiving and writing every byte;
+on a VM it moves with how recently the page-cache memory was touched).
+To measure another checkout's agents with this script, run it with that checkout's
+interpreter (the harness starts the `tuggle-agent` next to it).
+Needs nginx (make bench-deps, or apt-get install -y nginx) and curl.
 """
 
 from __future__ import annotations
