@@ -61,19 +61,20 @@ def test_rate_floor_accepts_a_steady_source():
 
 
 def scripted_recv(body: bytes, sizes: list[int]):
-    """recv(n) over `body`, each call bringing at most the next of `sizes` (like TCP), and
-    recording what was asked."""
+    """recv_into(view) over `body`, each call bringing at most the next of `sizes` (like
+    TCP), and recording how much room each call offered."""
     state = {"pos": 0, "i": 0, "asked": []}
 
-    def recv(n: int) -> bytes:
-        state["asked"].append(n)
-        take = min(n, sizes[state["i"] % len(sizes)])
+    def recv_into(view) -> int:
+        state["asked"].append(len(view))
+        take = min(len(view), sizes[state["i"] % len(sizes)])
         state["i"] += 1
         out = body[state["pos"] : state["pos"] + take]
+        view[: len(out)] = out
         state["pos"] += len(out)
-        return out
+        return len(out)
 
-    return recv, state
+    return recv_into, state
 
 
 @pytest.mark.parametrize("sizes", [[1], [1448], [70_000, 3], [BLOCK * 3]])
