@@ -45,3 +45,4 @@ bench: deps
 	$(VENV)/bin/python bench/distribute.py --handler http
 	$(VENV)/bin/python bench/core_bench.py
 	$(VENV)/bin/python bench/front_bench.py
+	$(VENV)/bin/python bench/consul_load.py
