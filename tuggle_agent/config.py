@@ -339,6 +339,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("relay_fanout", _int_range(1, 1000), 1),
     Setting("verify_on_serve", _bool, True),
     Setting("scrub_interval", _duration, 86400.0),
+    Setting("kv_watch", _choice("changes", "keyprefix"), "changes"),
+    Setting("full_reconcile_interval", _duration, 3600.0),
     Setting("tombstone_ttl", _positive_duration, 30 * 86400.0),
     Setting("max_upload_size", _size, 64 * 2**40),
     Setting("cache.max_disk", _disk_limit, DiskLimit(fraction=0.9)),
@@ -433,6 +435,8 @@ class Config:
     relay_fanout: int
     verify_on_serve: bool
     scrub_interval: float
+    kv_watch: str
+    full_reconcile_interval: float
     tombstone_ttl: float
     max_upload_size: int
     cache_max_disk: DiskLimit

@@ -10,9 +10,11 @@
   <ns>.status/<name>/<version>/<node>  a node's failed post_download hook of that version (JSON)
   <ns>.nodes/<node>                    every node that ever served (so ?status can say "down"
                                        for a node whose service is deregistered)
+  <ns>.changes                         the change-log: the last changes of `<ns>/` (objects/changelog.py)
 
-Only `<ns>/` is watched (keyprefix): every other prefix is kept apart so that bookkeeping
-writes (edges, relay entries, semaphores) never wake every node's watch.
+Nodes watch `<ns>.changes` (a `key` watch; `kv_watch: keyprefix` watches all of `<ns>/`
+instead): every other prefix is kept apart so that bookkeeping writes (edges, relay
+entries, semaphores) never wake every node's watch.
 """
 
 from __future__ import annotations
@@ -42,8 +44,15 @@ class Keys:
         return f"{self.ns}.pieces/{name}/"
 
     @property
+    def changes(self) -> str:
+        return f"{self.ns}.changes"
+
+    @property
     def tombstones_prefix(self) -> str:
         return f"{self.ns}.tombstones/"
+
+    def tombstones_of(self, name: str) -> str:
+        return f"{self.ns}.tombstones/{name}/"
 
     def tombstone(self, name: str, version: str) -> str:
         return f"{self.ns}.tombstones/{name}/{version}"

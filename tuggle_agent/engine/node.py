@@ -5,7 +5,8 @@ that owns it:
 
   reads   GET for clients and peers                   engine/reads.py
   writes  PUT, DELETE, ?sync, adopt                    engine/writes.py
-  keeper  reconcile, events, sync retries, scrub      engine/keeper.py (decisions: reconcile.py)
+  keeper  reconcile, change-log, events, sync        engine/keeper.py (decisions: reconcile.py)
+          retries, scrub
   fetcher one FetchJob per fetch, sources policy      engine/fetcher.py, sources.py
   copies  bytes on disk (store) and holder tags       engine/copies.py, store.py
   rollout cluster-wide ?status, holder counts         engine/rollout.py
@@ -123,6 +124,8 @@ class Node:
             log.warning("%s", exc)
         if cfg.scrub_interval:
             threading.Thread(target=node.keeper.scrub_loop, name="scrub", daemon=True).start()
+        if cfg.full_reconcile_interval:
+            threading.Thread(target=node.keeper.full_reconcile_loop, name="full-reconcile", daemon=True).start()
         threading.Thread(target=node.disk.loop, args=(node.keeper.stop,), name="evict", daemon=True).start()
         return node
 
@@ -172,6 +175,9 @@ class Node:
 
     def reconcile(self) -> dict:
         return self.keeper.reconcile()
+
+    def apply_changes(self, raw: bytes | None, created: int) -> dict:
+        return self.keeper.apply_changes(raw, created)
 
     def on_event(self, verb: str, object_id: str, version: str) -> str:
         return self.keeper.on_event(verb, object_id, version)
