@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -81,35 +82,56 @@ def classify(client: str, path: str, ns: str = NS) -> str:
     return "other"
 
 
+_PLACEHOLDERS = [
+    (re.compile(r"node\d+"), "<node>"),
+    (re.compile(r"(old-\d+|rollout)\.bin"), "<name>"),
+    (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<uuid>"),
+    (re.compile(r"[0-9a-f]{32}"), "<hex>"),
+]
+
+
+def shape(method: str, path: str) -> str:
+    """`GET /v1/kv/tuggle.relay/<name>/<hex>/` -- a request with its names taken out
+    (a KV path ending in `/` is a recursive read)."""
+    for pattern, placeholder in _PLACEHOLDERS:
+        path = pattern.sub(placeholder, path)
+    return f"{method} {path}"
+
+
 class Meter:
-    """The dev agents' request tallies, summed by class (requests, response bytes)."""
+    """The dev agents' request tallies, summed by class: [requests, response bytes, writes]."""
 
     def __init__(self, c: TuggleCluster):
         self.tallies = {name: c.dev.node(name).count_requests() for name in c.names()}
+        self.shapes: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # all nodes: [requests, bytes]
 
     def take(self) -> dict[str, dict[str, list[int]]]:
-        """node -> class -> [requests, response bytes] since the last take()."""
+        """node -> class -> [requests, response bytes, writes] since the last take()."""
         out: dict[str, dict[str, list[int]]] = {}
         for node, tally in self.tallies.items():
-            by_class: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-            for (client, _method, path), count in tally.take().items():
+            by_class: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+            for (client, method, path), count in tally.take().items():
                 row = by_class[classify(client, path)]
                 row[0] += count.requests
                 row[1] += count.bytes_out
+                row[2] += count.requests if method in ("PUT", "POST", "DELETE") else 0
+                s = self.shapes[shape(method, path)]
+                s[0] += count.requests
+                s[1] += count.bytes_out
             out[node] = dict(by_class)
         return out
 
 
 def add(total: dict, more: dict) -> None:
     for node, by_class in more.items():
-        for cls, (n, b) in by_class.items():
-            row = total.setdefault(node, {}).setdefault(cls, [0, 0])
-            row[0] += n
-            row[1] += b
+        for cls, counts in by_class.items():
+            row = total.setdefault(node, {}).setdefault(cls, [0, 0, 0])
+            for i, v in enumerate(counts):
+                row[i] += v
 
 
 def requests_in(counts: dict) -> int:
-    return sum(n for by_class in counts.values() for n, _ in by_class.values())
+    return sum(row[0] for by_class in counts.values() for row in by_class.values())
 
 
 def plant(c: TuggleCluster, m: int, share: float) -> None:
@@ -139,6 +161,7 @@ def rollout(c: TuggleCluster, body: bytes, idle_window: float, settle: float, ti
     meter.take()
     time.sleep(idle_window)
     idle = meter.take()
+    meter.shapes.clear()
     name = "rollout.bin"
     t0 = time.monotonic()
     r = requests.put(f"{c[0].url}/{name}?sync", data=body, timeout=120)
@@ -168,16 +191,16 @@ def rollout(c: TuggleCluster, body: bytes, idle_window: float, settle: float, ti
         "idle_window": idle_window,
         "held_after": held_after,
         "elapsed": time.monotonic() - t0,
+        "shapes": dict(meter.shapes),
     }
 
 
-def per_node(counts: dict, n: int) -> dict[str, tuple[float, float]]:
-    """class -> (mean requests per node, mean KiB per node)."""
+def per_node(counts: dict, n: int) -> dict[str, tuple[float, float, float]]:
+    """class -> (mean requests, KiB and writes per node)."""
     out = {}
     for cls in CLASSES:
-        reqs = sum(counts.get(node, {}).get(cls, [0, 0])[0] for node in counts)
-        size = sum(counts.get(node, {}).get(cls, [0, 0])[1] for node in counts)
-        out[cls] = (reqs / n, size / n / 1024)
+        rows = [counts[node].get(cls, [0, 0, 0]) for node in counts]
+        out[cls] = (sum(r[0] for r in rows) / n, sum(r[1] for r in rows) / n / 1024, sum(r[2] for r in rows) / n)
     return out
 
 
@@ -193,22 +216,25 @@ def run_one(n: int, m: int, share: float, args) -> dict:
             return rollout(c, body, args.idle, args.settle, args.timeout)
 
 
-def table(n: int, m: int, res: dict) -> str:
+def table(n: int, m: int, res: dict, detail: int = 0) -> str:
     rows = per_node(res["total"], n)
     idle = per_node(res["idle"], n)
     lines = [
         f"N = {n}, M = {m}: all held after {res['held_after']:.1f}s, counted for {res['elapsed']:.1f}s"
         f" (idle: {res['idle_window']:.0f}s before the rollout)",
-        "| class | requests/node | KiB/node | idle requests/node | idle KiB/node |",
-        "|---|---:|---:|---:|---:|",
+        "| class | requests/node | of which writes | KiB/node | idle requests/node | idle KiB/node |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for cls in CLASSES:
-        (r, k), (ir, ik) = rows[cls], idle[cls]
+        (r, k, w), (ir, ik, _) = rows[cls], idle[cls]
         if r or ir:
-            lines.append(f"| {cls} | {r:.1f} | {k:.1f} | {ir:.1f} | {ik:.1f} |")
-    tr = sum(r for r, _ in rows.values())
-    tk = sum(k for _, k in rows.values())
-    lines.append(f"| **total** | **{tr:.1f}** | **{tk:.1f}** | | |")
+            lines.append(f"| {cls} | {r:.1f} | {w:.1f} | {k:.1f} | {ir:.1f} | {ik:.1f} |")
+    tr, tk, tw = (sum(v[i] for v in rows.values()) for i in range(3))
+    lines.append(f"| **total** | **{tr:.1f}** | **{tw:.1f}** | **{tk:.1f}** | | |")
+    if detail:
+        lines += ["", "| request (all nodes) | requests/node | KiB/node |", "|---|---:|---:|"]
+        for what, (r, b) in sorted(res["shapes"].items(), key=lambda kv: -kv[1][1])[:detail]:
+            lines.append(f"| `{what}` | {r / n:.2f} | {b / n / 1024:.2f} |")
     return "\n".join(lines)
 
 
@@ -222,23 +248,27 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=3.0, help="seconds of idle traffic measured before the rollout")
     ap.add_argument("--settle", type=float, default=1.0)
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--detail", type=int, default=0, metavar="K", help="also list the K costliest request shapes")
     args = ap.parse_args()
     if args.quick:
         args.nodes, args.objects = "4,8", "10,100"
     grid = [(int(n), int(m)) for n in args.nodes.split(",") for m in args.objects.split(",")]
     summary = [
-        "| N | M | requests/node | KiB/node | kv watch KiB/node | kv objects KiB/node | health/holders KiB/node |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| N | M | requests/node | writes/node | KiB/node | kv watch KiB/node | kv objects KiB/node "
+        "| health/holders KiB/node | coordinate KiB/node | relay/lock/graph KiB/node |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n, m in grid:
         t0 = time.monotonic()
         res = run_one(n, m, args.share, args)
-        print(table(n, m, res), f"\n(cluster run {time.monotonic() - t0:.0f}s)\n", flush=True)
+        print(table(n, m, res, args.detail), f"\n(cluster run {time.monotonic() - t0:.0f}s)\n", flush=True)
         rows = per_node(res["total"], n)
-        summary.append(
-            f"| {n} | {m} | {sum(r for r, _ in rows.values()):.1f} | {sum(k for _, k in rows.values()):.1f} "
-            f"| {rows['kv watch'][1]:.1f} | {rows['kv objects'][1]:.1f} | {rows['health/holders'][1]:.1f} |"
+        tr, tk, tw = (sum(v[i] for v in rows.values()) for i in range(3))
+        kib = " | ".join(
+            f"{rows[c][1]:.1f}"
+            for c in ("kv watch", "kv objects", "health/holders", "coordinate", "kv relay/lock/graph")
         )
+        summary.append(f"| {n} | {m} | {tr:.1f} | {tw:.1f} | {tk:.1f} | {kib} |")
     print("\n".join(summary))
 
 
