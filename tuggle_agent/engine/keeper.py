@@ -239,7 +239,9 @@ class Keeper:
                     out.append(f"{name}: held here in another version: kept")
             return "; ".join(out)
         named = self.name_of(object_id)
-        meta = self.kv.get(named) if named is not None else None
+        if named is None:
+            return "unknown object id (no object of that id seen here): left to the KV watch"
+        meta = self.kv.get(named)
         if meta is None or meta.version != version:
             return "stale: Consul no longer holds that version"
         local = self.store.get(meta.name)
