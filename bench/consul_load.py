@@ -102,6 +102,13 @@ class Meter:
     """The dev agents' request tallies, summed by class: [requests, response bytes, writes]."""
 
     def __init__(self, c: TuggleCluster):
+        if not hasattr(c.dev.node("node1"), "count_requests"):
+            raise SystemExit(
+                "this dev agent has no request tally; take it from branch consul-watch: git checkout consul-watch -- "
+                + " ".join(
+                    f"tuggle_agent/devconsul/{f}.py" for f in ("node/tally", "node/agent", "node/watch", "http/server")
+                )
+            )
         self.tallies = {name: c.dev.node(name).count_requests() for name in c.names()}
         self.shapes: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # all nodes: [requests, bytes]
 
