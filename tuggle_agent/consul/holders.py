@@ -109,15 +109,16 @@ def parse_located(entries: object, prefix: str) -> list[Located]:
     return sorted(out, key=lambda h: h.rank)
 
 
-def nodes_by_object(keys: object, root: str) -> dict[tuple[str, str], set[str]]:
-    """`<root><name>/<version>/<node>` key names (a keys=true listing) by (name, version)."""
+def holdings(entries: object, root: str) -> dict[tuple[str, str], set[str]]:
+    """A recursive read of `<root>` (every object's holder keys) as (name, version) ->
+    holder nodes, with parse_located's checks on each key."""
     out: dict[tuple[str, str], set[str]] = {}
-    for k in keys if isinstance(keys, list) else []:
-        if not isinstance(k, str) or not k.startswith(root):
-            continue
-        parts = k[len(root) :].split("/")
-        if len(parts) == 3 and parts[0] and parts[1] and valid_node(parts[2]):
-            out.setdefault((parts[0], parts[1]), set()).add(parts[2])
+    for e in entries if isinstance(entries, list) else []:
+        key = e.get("Key") if isinstance(e, dict) else None
+        parts = key[len(root) :].split("/") if isinstance(key, str) and key.startswith(root) else []
+        if len(parts) == 3 and parts[0] and parts[1]:
+            for h in parse_located([e], f"{root}{parts[0]}/{parts[1]}/"):
+                out.setdefault((parts[0], parts[1]), set()).add(h.node)
     return out
 
 
@@ -343,12 +344,12 @@ class HolderIndex:
         return {h.node for h in self._all(name, version, consistency="default")}
 
     def all_nodes(self, versions: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
-        """Holder nodes of each (name, version), by name: one listing of the key names of
-        `<ns>.holders/` (an operator's call: GET /, the console)."""
+        """Holder nodes of each (name, version), by name: one read of `<ns>.holders/`,
+        O(copies in the cluster) -- an operator's call (GET /, the console)."""
         root = self.keys.holders_root
         with consul_errors(self.c, "listing holders"):
-            _, keys = self.c.kv.get(root, keys=True)
-        by_object = nodes_by_object(keys, root)
+            _, entries = self.c.kv.get(root, recurse=True)
+        by_object = holdings(entries, root)
         out = {name: set(by_object.get((name, version), ())) for name, version in versions}
         if self.tags and out:
             ids = {object_id(n): n for n in out}
