@@ -285,7 +285,7 @@ class HolderIndex:
                 log.warning("holder session: %s; retrying in %.0fs", exc, max(delay, 1.0))
                 index = None
                 self._stop.wait(max(delay, 1.0))
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, 5.0)  # the keys are missing until we are back
 
     def _check_passing(self) -> bool:
         """Our tuggle service check, as the local agent sees it (no server request)."""
