@@ -71,7 +71,7 @@ class Node:
         service: HolderService,
         client,
         store: LocalStore,
-        address: str = "127.0.0.1",
+        address: str,
         watch_client=None,
     ):
         """Use Node.start(cfg): it finds our name and address in Consul first, so every
