@@ -124,3 +124,91 @@ def test_base64_values_are_decoded_by_py_consul_not_here():
     # py-consul hands kv.get values over decoded (bytes); a raw base64 string is not a value.
     raw = base64.b64encode(location_value("10.0.0.1", 80)).decode()
     assert parse_location(raw) is None
+
+
+class FakeKV:
+    def __init__(self):
+        self.calls = []
+        self.refuse = set()  # keys locked by another session
+
+    def put(self, key, value, acquire=None):
+        self.calls.append(("put", key, acquire))
+        return key not in self.refuse
+
+    def delete(self, key):
+        self.calls.append(("delete", key))
+        return True
+
+
+class FakeSessions:
+    def __init__(self, existing):
+        self.existing = existing
+        self.destroyed = []
+        self.created = []
+
+    def node(self, node):
+        return "1", self.existing
+
+    def destroy(self, sid):
+        self.destroyed.append(sid)
+
+    def create(self, **kwargs):
+        self.created.append(kwargs)
+        return "sid-new"
+
+
+class FakeService:
+    def __init__(self):
+        self.registered = None
+
+    def register(self, tags):
+        self.registered = set(tags)
+
+
+def index(existing=()):
+    from tuggle_agent.consul.holders import HolderIndex
+    from tuggle_agent.consul.keys import Keys
+
+    client = type("C", (), {})()
+    client.kv, client.session = FakeKV(), FakeSessions(list(existing))
+    svc = FakeService()
+    return HolderIndex(client, Keys("tuggle"), svc, "node1", "10.0.0.1", 8900), client, svc
+
+
+def test_copies_are_written_once_a_session_exists_and_only_by_it():
+    idx, c, svc = index(
+        existing=[
+            {"Name": "tuggle-agent holders (tuggle)", "ID": "sid-old"},  # a killed process's: its keys go
+            {"Name": "tuggle-agent fetch", "ID": "sid-fetch"},
+        ]
+    )
+    idx.advertise_only([("a.bin", "v1")])
+    assert svc.registered == set()  # registered without tags by default
+    idx.advertise("b.bin", "v2")
+    assert c.kv.calls == [] and idx.advertised("b.bin", "v2") and not idx.advertising()
+    idx._open_session()
+    assert c.session.destroyed == ["sid-old"]
+    [created] = c.session.created
+    assert created["checks"] == ["serfHealth", "service:tuggle"] and created["behavior"] == "delete"
+    assert sorted(c.kv.calls) == [
+        ("put", "tuggle.holders/a.bin/v1/node1", "sid-new"),
+        ("put", "tuggle.holders/b.bin/v2/node1", "sid-new"),
+    ]
+    assert idx.advertising()
+    idx.advertise_all([("a.bin", "v1"), ("b.bin", "v2")])  # reconcile: nothing missing, nothing written
+    assert len(c.kv.calls) == 2
+    idx.withdraw("a.bin", "v1")
+    idx.withdraw("a.bin", "v1")
+    idx.withdraw("never.bin", "v1")
+    assert c.kv.calls[2:] == [("delete", "tuggle.holders/a.bin/v1/node1")]
+
+
+def test_a_key_locked_by_another_session_is_not_counted_as_written():
+    idx, c, _ = index()
+    c.kv.refuse.add("tuggle.holders/a.bin/v1/node1")
+    idx._open_session()
+    idx.advertise("a.bin", "v1")
+    assert not idx.advertising()
+    c.kv.refuse.clear()
+    idx.advertise_all([("a.bin", "v1")])  # the next reconcile writes it
+    assert idx.advertising()
