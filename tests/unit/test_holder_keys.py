@@ -212,3 +212,15 @@ def test_a_key_locked_by_another_session_is_not_counted_as_written():
     c.kv.refuse.clear()
     idx.advertise_all([("a.bin", "v1")])  # the next reconcile writes it
     assert idx.advertising()
+
+
+def test_many_unknown_holders_cost_one_read_of_every_coordinate():
+    table = {f"n{i}": coord(i / 1000) for i in range(40)} | {"me": coord(0.0)}
+    client = FakeClient(table)
+    client.coordinate.nodes = lambda: (
+        client.coordinate.reads.append("*all*") or ("1", [{"Node": n, "Coord": c} for n, c in table.items()])
+    )
+    holders = [Holder(f"n{i}", "h", 1) for i in reversed(range(40))]
+    got = Coordinates(client).nearest("me", holders)
+    assert client.coordinate.reads == ["*all*"]
+    assert [h.node for h in got][:3] == ["n0", "n1", "n2"]

@@ -61,32 +61,61 @@ class Coordinates:
     TTL = 600.0
     MISSING_TTL = 30.0  # a node without a coordinate yet (just joined) gets one soon
     MAX_CACHED = 4096  # node names come from KV: bound what they can make us remember
+    # More unknown nodes than this in one lookup (a late fetch among many holders): one
+    # read of every coordinate instead of one request per node.
+    BULK = 16
 
     def __init__(self, client: consul.Consul):
         self.c = client
         self._cache: dict[str, tuple[float, dict | None]] = {}
         self._lock = threading.Lock()
 
-    def of(self, node: str) -> dict | None:
-        now = time.monotonic()
+    def _cached(self, node: str, now: float) -> tuple[bool, dict | None]:
         with self._lock:
             hit = self._cache.get(node)
         if hit is not None and now - hit[0] < (self.TTL if hit[1] is not None else self.MISSING_TTL):
-            return hit[1]
+            return True, hit[1]
+        return False, None
+
+    def _remember(self, coords: dict[str, dict | None], now: float) -> None:
+        with self._lock:
+            if len(self._cache) + len(coords) > self.MAX_CACHED:
+                self._cache.clear()
+            for node, coord in list(coords.items())[: self.MAX_CACHED]:
+                self._cache[node] = (now, coord)
+
+    def of(self, node: str) -> dict | None:
+        now = time.monotonic()
+        known, coord = self._cached(node, now)
+        if known:
+            return coord
         with consul_errors(self.c, f"reading the network coordinate of {node}"):
             _, rows = self.c.coordinate.node(urllib.parse.quote(node, safe=""))
         row = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else {}
         coord = _valid_coordinate(row.get("Coord"))
-        with self._lock:
-            if len(self._cache) >= self.MAX_CACHED:
-                self._cache.clear()
-            self._cache[node] = (now, coord)
+        self._remember({node: coord}, now)
         return coord
+
+    def _load_all(self, nodes: list[str]) -> None:
+        now = time.monotonic()
+        with consul_errors(self.c, "reading network coordinates"):
+            _, rows = self.c.coordinate.nodes()
+        found = {
+            r["Node"]: _valid_coordinate(r.get("Coord"))
+            for r in (rows if isinstance(rows, list) else [])
+            if isinstance(r, dict) and isinstance(r.get("Node"), str)
+        }
+        self._remember({n: found.get(n) for n in nodes}, now)
 
     def nearest(self, self_node: str, holders: list[Holder]) -> list[Holder]:
         """`holders` with their RTT from `self_node`, nearest first (stable for ties)."""
         if not holders:
             return []
+        now = time.monotonic()
+        nodes = list(dict.fromkeys([self_node, *(h.node for h in holders)]))
+        unknown = [n for n in nodes if not self._cached(n, now)[0]]
+        if len(unknown) > self.BULK:
+            self._load_all(unknown)
         mine = self.of(self_node)
         out = [Holder(h.node, h.address, h.port, distance(mine, self.of(h.node))) for h in holders]
         out.sort(key=lambda h: h.rtt)
