@@ -1,7 +1,8 @@
 """This node's complete copies as the cluster sees them: bytes on disk (the store) and
-its holder key in Consul (and tag, with holder_tags: consul/holders.py).  Every change of either goes through here, so the two agree:
-a copy is advertised only once it is committed, and stops being advertised before it
-is removed or as soon as it is found missing or corrupt.
+its holder key in Consul (and its tag, with holder_tags; consul/holders.py).  Every
+change of either goes through here, so the two agree: a copy is advertised only once it
+is committed, and stops being advertised before it is removed or as soon as it is found
+missing or corrupt.
 """
 
 from __future__ import annotations
