@@ -327,6 +327,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("consul.key_file", _opt_str, None),
     Setting("consul.start_timeout", _positive_duration, 60.0),
     Setting("fetch_only", _bool, False),
+    Setting("holder_tags", _bool, False),
     Setting("fetch_rate", _rate, None),
     Setting("serve_rate", _rate, None),
     Setting("fetch_timeout", _positive_duration, 600.0),
@@ -423,6 +424,7 @@ class Config:
     consul_key_file: str | None
     consul_start_timeout: float
     fetch_only: bool
+    holder_tags: bool
     fetch_rate: int | None
     serve_rate: int | None
     fetch_timeout: float

@@ -119,16 +119,12 @@ class Keeper:
                 orphans = {n: w for n, w in self.copies.orphans.items() if n not in names} | orphans
             self.copies.set_orphans(orphans)
             for c, _ in p.orphans:
-                self.service.remove(object_id_of(c.name))
+                self.copies.withdraw_version(c.name, c.version)
         if bad is not None:
             self._report_bad(bad)
-        tags = set() if self.cfg.fetch_only else {m.id for m in p.keep}
-        if register:
-            self.service.register(tags)
-        else:
-            self.service.add(*tags)  # a no-op (no catalog write) when nothing is missing
-            if self.service.ensure_registered():
-                log.warning("the local Consul agent had lost our service registration; registered again")
+        self.copies.advertise_kept(p.keep, start=register)  # a no-op (no write) when nothing is missing
+        if not register and self.service.ensure_registered():
+            log.warning("the local Consul agent had lost our service registration; registered again")
         started = [m.name for m in p.prefetch if self.fetcher.prefetch(m)]
         if names is None:
             self._expire_tombstones()
