@@ -52,3 +52,4 @@ bench: bench-deps
 	$(VENV)/bin/python bench/core_bench.py
 	$(VENV)/bin/python bench/relay_cost.py
 	$(VENV)/bin/python bench/front_bench.py
+	$(VENV)/bin/python bench/consul_load.py

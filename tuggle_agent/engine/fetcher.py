@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from .. import metrics
 from ..config import Config
 from ..consul.client import ConsulUnavailable
-from ..consul.health import HolderFinder
+from ..consul.health import Holder
+from ..consul.holders import HolderIndex
 from ..consul.kv import ObjectsKV
 from ..consul.relay import RelayEntry, RelayRegistry
 from ..consul.semaphore import Semaphore
@@ -55,7 +56,7 @@ class FetchDeps:
     store: LocalStore
     copies: Copies
     kv: ObjectsKV
-    finder: HolderFinder
+    finder: HolderIndex  # holder keys (and tags, with holder_tags)
     relay: RelayRegistry
     peer: PeerClient
     policy: SourcePolicy
@@ -156,7 +157,6 @@ class FetchJob:
         self.f = f
         self.session: RenewedSession | None = None
         self.relay: RelayEntry | None = None
-        self.peers: dict = {}  # node -> Holder, addresses of partial holders
 
     def run(self) -> TuggleError | None:
         """The whole life of the fetch; returns the failure (already given to readers)."""
@@ -349,17 +349,18 @@ class FetchJob:
         )
 
     def _candidates(self, excluded: set[str]) -> tuple[list[Candidate], str | None, str | None]:
+        """Complete holders (nearest first) and partial holders ranked before us, both
+        with their addresses, read from this version's keys only (consul/holders.py)."""
         meta = self.meta
-        index, complete = self.deps.finder.holders_index(meta.id, self.deps.node)
-        upstream: list[str] = []
+        index, complete = self.deps.finder.holders_index(meta.name, meta.version)
+        upstream: list[Holder] = []
         relay_index = None
         if self.cfg.pipelined:
             relay_index, upstream = self.deps.relay.upstream(
                 meta.name, meta.version, self.relay.rank if self.relay else 0
             )
-            if any(n not in self.peers for n in upstream):  # addresses of new partial holders
-                self.peers = self.deps.finder.peers(self.deps.node)
-        return self.deps.policy.order(complete, upstream, self.peers, excluded), index, relay_index
+        peers = {h.node: h for h in upstream}
+        return self.deps.policy.order(complete, list(peers), peers, excluded), index, relay_index
 
     def _claim(self, candidates: list[Candidate]) -> tuple[Candidate, Semaphore] | None:
         """The first candidate with a free fetch slot, its slot taken."""
@@ -374,7 +375,9 @@ class FetchJob:
         """No usable holder: block until Consul's holder list changes (or a short while)."""
         left = max(0.0, until - time.monotonic())
         if left > 0:
-            self.deps.finder.holders_index(self.meta.id, self.deps.node, index=index, wait=f"{min(2.0, left):.3f}s")
+            self.deps.finder.holders_index(
+                self.meta.name, self.meta.version, index=index, wait=f"{min(2.0, left):.3f}s"
+            )
             log.debug("waiting for a usable holder of %s", self.meta.name)
 
     def _wait_for_slot(self, candidates: list[Candidate], deadline: float, relay_index: str | None) -> None:

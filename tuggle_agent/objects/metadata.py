@@ -57,7 +57,7 @@ MAX_JSON_DEPTH = 8
 MAX_REQUESTED_AT = 64
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_VERSION = re.compile(r"[A-Za-z0-9_-]{1,64}")
+VERSION = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Sent back as a Content-Type header: printable ASCII only, so no CR/LF header
 # injection and nothing the WSGI server cannot encode.
 _CONTENT_TYPE = re.compile(r"[\x20-\x7e]{1,255}")
@@ -234,7 +234,7 @@ class ObjectMeta:
             raise _bad(where, "size", f"must be a whole number from 0 to 2**53, got {self.size!r}")
         if not isinstance(self.sha256, str) or not _SHA256.fullmatch(self.sha256):
             raise _bad(where, "sha256", f"must be 64 lowercase hex digits, got {self.sha256!r:.80}")
-        if not isinstance(self.version, str) or not _VERSION.fullmatch(self.version):
+        if not isinstance(self.version, str) or not VERSION.fullmatch(self.version):
             raise _bad(where, "version", f"must be 1 to 64 of A-Z a-z 0-9 _ -, got {self.version!r:.80}")
         _check_piece_size(self.piece_size, where)
         if not isinstance(self.content_type, str) or not _CONTENT_TYPE.fullmatch(self.content_type):
