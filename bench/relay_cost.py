@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import hashlib
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -152,6 +153,8 @@ def main() -> None:
     finally:
         nginx.terminate()
         nginx.wait()
+        if not args.workdir:  # the object and every node's copies: GiBs per run
+            shutil.rmtree(work, ignore_errors=True)
     med = statistics.median
     rows = [
         (
