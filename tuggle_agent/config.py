@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from .objects.metadata import PIECE_ALGORITHMS
 from .units import parse_duration, parse_rate, parse_size
 
 
@@ -338,7 +339,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_fetch_per_source", _int_range(1, 1000), 3),
     Setting("relay", _choice("pipelined", "store-and-forward"), "pipelined"),
     Setting("relay_fanout", _int_range(1, 1000), 1),
-    Setting("verify_on_serve", _bool, True),
+    Setting("verify_on_serve", _bool, False),
+    Setting("piece_digest", _choice(*PIECE_ALGORITHMS), "blake3"),
     Setting("scrub_interval", _duration, 86400.0),
     Setting("kv_watch", _choice("changes", "keyprefix"), "changes"),
     Setting("full_reconcile_interval", _duration, 3600.0),
@@ -436,6 +438,7 @@ class Config:
     relay: str
     relay_fanout: int
     verify_on_serve: bool
+    piece_digest: str
     scrub_interval: float
     kv_watch: str
     full_reconcile_interval: float

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from .. import metrics
 from ..config import Config
@@ -39,7 +39,7 @@ from .fetcher import FetchDeps, Fetcher
 from .keeper import Keeper
 from .peer import PeerClient
 from .ratelimit import TokenBucket
-from .reads import Opened, Reads
+from .reads import Lease, Opened, PeerFile, Reads
 from .rollout import Rollout
 from .sources import SourcePolicy
 from .store import LocalStore
@@ -171,7 +171,7 @@ class Node:
 
     def open_for_peer(
         self, name: str, bounds: Callable[[int], tuple[int, int]]
-    ) -> tuple[ObjectMeta, tuple[int, int], Iterator[bytes]]:
+    ) -> tuple[ObjectMeta, tuple[int, int], Lease | PeerFile]:
         return self.reads.open_for_peer(name, bounds)
 
     def listing(self) -> list[ObjectMeta]:
