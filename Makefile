@@ -3,7 +3,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: demo test unit lint bench deps
+.PHONY: demo test unit lint bench bench-deps deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,17 @@ lint: $(VENV)/.lint-installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# Figures for the README (several minutes; core_bench needs nginx: apt-get install nginx).
-bench: deps
+# nginx and curl: the reference server and the client of core_bench and relay_cost.
+bench-deps: deps
+	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nginx curl >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq nginx curl >/dev/null; fi; }
+
+# Figures for the README (several minutes).
+bench: bench-deps
 	$(VENV)/bin/python bench/devconsul_bench.py
 	$(VENV)/bin/python bench/distribute.py --handler http
 	$(VENV)/bin/python bench/core_bench.py
+	$(VENV)/bin/python bench/relay_cost.py
 	$(VENV)/bin/python bench/front_bench.py
+	$(VENV)/bin/python bench/consul_load.py

@@ -10,66 +10,23 @@ Reports, as medians of --runs:
   3. CPU seconds of the tuggle-agent process per GiB served and per GiB stored;
   4. N nodes each GET an M-byte object right after a PUT on node1: time until the last
      holds a verified copy, against one node's GET of the same object in the same run.
-Needs nginx (apt-get install nginx) and curl.  Data lives under --workdir.
+Needs nginx (apt-get install -y nginx) and curl.  Data lives under --workdir.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from tuggle_agent.harness import TuggleCluster, free_port
+from benchlib import MiB, copy_fsync_seconds, cpu_seconds, curl, make_file, start_nginx
 
-MiB = 2**20
-CLK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
-
-
-def curl(args: list[str]) -> float:
-    """Seconds taken by one curl transfer (curl's own timer)."""
-    out = subprocess.run(
-        ["curl", "-sf", "-o", "/dev/null", "-w", "%{time_total}", *args], check=True, capture_output=True, text=True
-    ).stdout
-    return float(out)
-
-
-def make_file(path: Path, size: int) -> None:
-    with open(path, "wb") as f:
-        block = os.urandom(MiB)
-        for _ in range(size // MiB):
-            f.write(block)
-        f.write(os.urandom(size % MiB))
-
-
-def start_nginx(root: Path, work: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    conf = work / "nginx.conf"
-    conf.write_text(f"""daemon off; worker_processes 1; pid {work}/nginx.pid; error_log {work}/nginx.err;
-events {{ worker_connections 64; }}
-http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{port}; root {root}; }}
-  client_body_temp_path {work}/b; proxy_temp_path {work}/p; fastcgi_temp_path {work}/f;
-  uwsgi_temp_path {work}/u; scgi_temp_path {work}/s; }}
-""")
-    proc = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf)], stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}/"], check=True)
-            break
-        except subprocess.CalledProcessError:
-            time.sleep(0.05)
-    return proc, port
+from tuggle_agent.harness import TuggleCluster
 
 
 def median(xs):
@@ -84,8 +41,6 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
-    if not shutil.which("nginx"):
-        sys.exit("nginx is needed as the reference server: apt-get install nginx")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="tuggle-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     size = args.size_mib * MiB
@@ -101,13 +56,7 @@ def main() -> None:
             get_t, ngx_t, put_t, cp_t, cpu_get, cpu_put = [], [], [], [], [], []
             for run in range(args.runs):
                 name = f"big-{run}.bin"
-                dst = work / f"cp-{run}.bin"
-                t0 = time.perf_counter()
-                shutil.copyfile(src, dst)
-                with open(dst, "rb+") as f:
-                    os.fsync(f.fileno())
-                cp_t.append(time.perf_counter() - t0)
-                dst.unlink()
+                cp_t.append(copy_fsync_seconds(src, work / f"cp-{run}.bin"))
                 c0 = cpu_seconds(pid)
                 put_t.append(curl(["-T", str(src), f"{n1.url}/{name}"]))
                 cpu_put.append(cpu_seconds(pid) - c0)

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from .objects.metadata import PIECE_ALGORITHMS
 from .units import parse_duration, parse_rate, parse_size
 
 
@@ -327,6 +328,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("consul.key_file", _opt_str, None),
     Setting("consul.start_timeout", _positive_duration, 60.0),
     Setting("fetch_only", _bool, False),
+    Setting("holder_tags", _bool, False),
     Setting("fetch_rate", _rate, None),
     Setting("serve_rate", _rate, None),
     Setting("fetch_timeout", _positive_duration, 600.0),
@@ -337,8 +339,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_fetch_per_source", _int_range(1, 1000), 3),
     Setting("relay", _choice("pipelined", "store-and-forward"), "pipelined"),
     Setting("relay_fanout", _int_range(1, 1000), 1),
-    Setting("verify_on_serve", _bool, True),
+    Setting("verify_on_serve", _bool, False),
+    Setting("piece_digest", _choice(*PIECE_ALGORITHMS), "blake3"),
     Setting("scrub_interval", _duration, 86400.0),
+    Setting("kv_watch", _choice("changes", "keyprefix"), "changes"),
+    Setting("full_reconcile_interval", _duration, 3600.0),
     Setting("tombstone_ttl", _positive_duration, 30 * 86400.0),
     Setting("max_upload_size", _size, 64 * 2**40),
     Setting("cache.max_disk", _disk_limit, DiskLimit(fraction=0.9)),
@@ -421,6 +426,7 @@ class Config:
     consul_key_file: str | None
     consul_start_timeout: float
     fetch_only: bool
+    holder_tags: bool
     fetch_rate: int | None
     serve_rate: int | None
     fetch_timeout: float
@@ -432,7 +438,10 @@ class Config:
     relay: str
     relay_fanout: int
     verify_on_serve: bool
+    piece_digest: str
     scrub_interval: float
+    kv_watch: str
+    full_reconcile_interval: float
     tombstone_ttl: float
     max_upload_size: int
     cache_max_disk: DiskLimit

@@ -93,3 +93,27 @@ def test_slow_readers_posing_as_peers_do_not_take_the_node_down(limits_cluster, 
         latencies = ping_latencies(c[1].url, 5)
         assert all(x is not None and x < 1.0 for x in latencies), latencies
     wait_until(lambda: requests.get(c[1].url + "/_tuggle/metrics", timeout=5).status_code == 200, what="metrics")
+
+
+def test_peer_reads_of_a_complete_copy_honour_ranges_and_give_their_slot_back(limits_cluster, unique_name):
+    """A peer read of a complete copy is sent with sendfile(): the range asked for, its
+    Content-Range, and the slot (max_serving_peers: 4) returned after each body -- read to
+    the end, abandoned after one byte, or a HEAD that sends none."""
+    c = limits_cluster
+    name = unique_name()
+    body = os.urandom(3 * MiB + 5)
+    assert c[0].put(name, body).status_code == 201
+    assert c[1].get(name).status_code == 200  # node2 holds a copy now
+    url, peer = f"{c[1].url}/{name}", {"X-Tuggle-Internal": "test"}
+    for i in range(6):  # more reads of each kind than node2 has slots
+        start = 1 + i * 500_001
+        r = requests.get(url, headers={**peer, "Range": f"bytes={start}-"}, timeout=10)
+        assert r.status_code == 206 and r.content == body[start:], (i, r.status_code)
+        assert r.headers["Content-Range"] == f"bytes {start}-{len(body) - 1}/{len(body)}"
+        r = requests.get(url, headers={**peer, "Range": f"bytes={start}-{start + 9}"}, timeout=10)
+        assert r.status_code == 206 and r.content == body[start : start + 10]
+        assert requests.head(url, headers=peer, timeout=10).status_code == 200
+        with requests.get(url, headers=peer, stream=True, timeout=10) as r:
+            assert r.status_code == 200 and r.raw.read(1) == body[:1]
+    # every slot came back (an abandoned body is closed by the server once the peer is gone)
+    wait_until(lambda: requests.get(url, headers=peer, timeout=10).content == body, what="a whole peer read")

@@ -126,7 +126,8 @@ def test_stopped_node_is_down_and_its_only_copy_has_no_passing_holder(status_clu
 
 
 def test_hung_node_with_a_critical_check_is_down_and_not_counted(status_cluster3, unique_name):
-    """Still registered and tagged, but its check is critical: not a passing holder."""
+    """Still registered, but its check is critical: Consul ends its holder session, so
+    its holder keys go and it is no longer a holder; once it recovers it is one again."""
     n1, n3 = status_cluster3[0], status_cluster3[2]
     name = unique_name()
     assert n3.put(name, os.urandom(10_000)).status_code == 201
@@ -135,7 +136,7 @@ def test_hung_node_with_a_critical_check_is_down_and_not_counted(status_cluster3
     os.killpg(n3.proc.pid, signal.SIGSTOP)
     try:
         wait_until(lambda: not status_cluster3.passing("node3"), 15, what="node3's check to turn critical")
-        assert status_cluster3.holders(name) == {"node3"}  # still tagged
+        assert status_cluster3.holders(name) == set()  # its holder key went with its session
         entry = listing(n1)[name]
         assert entry["holders"] == 0 and entry["no_passing_holder"] is True
         r = row(status(n1, name), "node3")
@@ -143,3 +144,5 @@ def test_hung_node_with_a_critical_check_is_down_and_not_counted(status_cluster3
     finally:
         os.killpg(n3.proc.pid, signal.SIGCONT)
     wait_until(lambda: listing(n1)[name]["holders"] == 1, 15, what="node3 passing again")
+    assert status_cluster3.holders(name) == {"node3"}  # a new session wrote its key again
+    assert n1.get(name).status_code == 200

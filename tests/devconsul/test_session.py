@@ -201,3 +201,17 @@ def test_blocking_session_info_wakes_on_destroy(dev_cluster, c):
     c.session.destroy(s)
     new_index, session = call.join()
     assert session is None and int(new_index) > int(index)
+
+
+def test_blocking_session_info_sleeps_through_other_sessions(dev_cluster, c):
+    """As Consul's SessionGet, which watches that session's row only: other sessions
+    created and destroyed meanwhile do not wake the query (a node watching its own
+    session would otherwise wake on every fetch session in the cluster)."""
+    s = c.session.create()
+    index, _ = c.session.info(s)
+    call = Blocked(dev_cluster, lambda: c.session.info(s, index=index, wait="5s"))
+    for _ in range(3):
+        c.session.destroy(c.session.create())
+    c.session.destroy(s)
+    _, session = call.join()
+    assert session is None, "woke on another session's change, before its own ended"

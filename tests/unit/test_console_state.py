@@ -2,6 +2,7 @@
 summary it builds from rollout.assemble (node states, targets and counts are tested in
 test_rollout_status.py)."""
 
+from tuggle_agent.consul.kv import Listing
 from tuggle_agent.engine.console import Console, Poll
 from tuggle_agent.objects.metadata import ObjectMeta, SyncSpec
 
@@ -9,17 +10,20 @@ META = ObjectMeta(name="a.bin", size=1000, sha256="0" * 64, version="v1")
 SYNCED = ObjectMeta(name="a.bin", size=1000, sha256="0" * 64, version="v1", sync=SyncSpec(requested_at="x"))
 
 
-def inst(node, tags=(), status="passing"):
+def inst(node, status="passing"):
     return {
         "Node": {"Node": node, "Address": "10.0.0.1"},
-        "Service": {"Tags": list(tags), "Address": "", "Port": 8900},
+        "Service": {"Tags": [], "Address": "", "Port": 8900},
         "Checks": [{"CheckID": "service:tuggle", "Name": "tuggle", "Status": status, "Output": ""}],
     }
 
 
-def poll(instances, relays=None, records=None, node_status=None) -> Poll:
+def poll(instances, holders=(), relays=None, records=None, node_status=None) -> Poll:
+    """`holders`: the nodes whose holder key of a.bin's version is in Consul."""
     nodes = Console.__new__(Console)._instances(instances)
-    return Poll(instances, nodes, set(), set(), relays or {}, records or {}, node_status or {})
+    listing = Listing({META.name: META}, [])
+    held = {"a.bin": set(holders)}
+    return Poll(instances, nodes, listing, held, set(), set(), relays or {}, records or {}, node_status or {})
 
 
 def summary(meta, p: Poll) -> dict:
@@ -43,12 +47,14 @@ def test_object_states():
 def test_summary_uses_the_rollout_rows_and_keeps_the_console_keys():
     fetch = {"fetching": [{"name": "a.bin", "version": "v1", "verified": 300, "source": "node1", "rate": 512.0}]}
     p = poll(
-        [inst("node1", [META.id]), inst("node2"), inst("node3", [META.id], status="critical")],
+        # node3's key went with its session when its check turned critical
+        [inst("node1"), inst("node2"), inst("node3", status="critical")],
+        holders={"node1"},
         relays={("a.bin", "v1"): {"node2"}},
         node_status={"node2": fetch},
     )
     s = summary(META, p)
-    assert [s[k] for k in ("holders", "holder_nodes", "no_passing_holder")] == [1, ["node1", "node3"], False]
+    assert [s[k] for k in ("holders", "holder_nodes", "no_passing_holder")] == [1, ["node1"], False]
     assert [r["state"] for r in s["nodes"]] == ["complete", "fetching", "down"]
     assert (s["nodes"][1]["bytes_verified"], s["nodes"][1]["source"], s["nodes"][1]["rate"]) == (300, "node1", 512.0)
     assert s["targets"] == [] and s["complete_targets"] == 0  # no ?sync: nobody is asked to prefetch
@@ -59,11 +65,11 @@ def test_summary_uses_the_rollout_rows_and_keeps_the_console_keys():
 def test_summary_of_a_sync_follows_its_targets_and_hook_records():
     spec = SyncSpec(node="^node", requested_at="x")
     meta = ObjectMeta(name="a.bin", size=1, sha256="0" * 64, version="v1", sync=spec)
-    p = poll([inst("node1", [meta.id]), inst("node2"), inst("web3")])
+    p = poll([inst("node1"), inst("node2"), inst("web3")], holders={"node1"})
     s = summary(meta, p)
     assert s["targets"] == ["node1", "node2"] and s["complete_targets"] == 1
     assert s["state"] == "rolling out" and s["sync"]["requested_at"] == "x"
     failed = {("a.bin", "v1"): {"node2": {"post_download": "failed", "error": "exit 1"}}}
-    s = summary(meta, poll([inst("node1", [meta.id]), inst("node2", [meta.id])], records=failed))
+    s = summary(meta, poll([inst("node1"), inst("node2")], holders={"node1", "node2"}, records=failed))
     assert s["failed"] == ["node2"] and s["state"] == "failed hooks"
     assert "exit 1" in s["nodes"][1]["detail"]

@@ -277,3 +277,32 @@ def test_piece_list_counts_must_match_the_size():
 def test_bad_piece_lists_refused(raw, field):
     with pytest.raises(BadMetadata, match=field.replace("[", r"\[").replace("]", r"\]")):
         PieceList.from_json(raw, key="tuggle.pieces/a.txt/v")
+
+
+# -- piece digest algorithms ---------------------------------------------------
+def test_piece_lists_without_an_algorithm_are_sha256_and_round_trip():
+    """Lists written before BLAKE3 (no "algorithm") still verify as SHA-256, and a SHA-256
+    list is still written in that format, so older agents read it."""
+    old = PieceList.from_json(pieces_json())
+    assert old.algorithm == "sha256" and old.digests == [SHA]
+    assert json.loads(old.to_json()) == {"piece_size": MIN_PIECE, "sha256": [SHA]}
+    new = PieceList(MIN_PIECE, [SHA], "blake3")
+    assert json.loads(new.to_json()) == {"piece_size": MIN_PIECE, "algorithm": "blake3", "digests": [SHA]}
+    assert PieceList.from_json(new.to_json()) == new
+
+
+@pytest.mark.parametrize(
+    "doc,field",
+    [
+        ({"algorithm": "md5", "digests": [SHA]}, "algorithm"),
+        ({"algorithm": ["blake3"], "digests": [SHA]}, "algorithm"),
+        ({"algorithm": None, "sha256": [SHA]}, "algorithm"),
+        ({"algorithm": "blake3", "sha256": [SHA]}, "digests"),  # a named list keeps them under "digests"
+        ({"algorithm": "blake3", "digests": ["ab"]}, r"digests\[0\]"),
+    ],
+)
+def test_piece_lists_naming_an_unknown_algorithm_or_misplacing_digests_are_refused(doc, field):
+    raw = json.dumps({"piece_size": MIN_PIECE, **doc}).encode()
+    with pytest.raises(BadMetadata, match=field) as exc:
+        PieceList.from_json(raw, key="tuggle.pieces/a.txt/v")
+    assert "tuggle.pieces/a.txt/v" in str(exc.value)

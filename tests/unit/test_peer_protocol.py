@@ -1,9 +1,11 @@
 """What a fetcher accepts from a holder: exact Content-Range, the right version, no drip."""
 
+import os
+
 import pytest
 
 from tuggle_agent.consul.health import Holder
-from tuggle_agent.engine.peer import CorruptSource, PeerClient, RateFloor, SourceError, content_range
+from tuggle_agent.engine.peer import BLOCK, CorruptSource, PeerClient, RateFloor, SourceError, blocks, content_range
 from tuggle_agent.objects.metadata import ObjectMeta
 
 META = ObjectMeta(name="a", size=1000, sha256="a" * 64, version="v1")
@@ -56,3 +58,52 @@ def test_rate_floor_accepts_a_steady_source():
     floor = RateFloor(min_rate=1000, window=1.0)
     for _ in range(100):
         floor.observe(0.1, 200)  # 2000 B/s
+
+
+def scripted_recv(body: bytes, sizes: list[int]):
+    """recv_into(view) over `body`, each call bringing at most the next of `sizes` (like
+    TCP), and recording how much room each call offered."""
+    state = {"pos": 0, "i": 0, "asked": []}
+
+    def recv_into(view) -> int:
+        state["asked"].append(len(view))
+        take = min(len(view), sizes[state["i"] % len(sizes)])
+        state["i"] += 1
+        out = body[state["pos"] : state["pos"] + take]
+        view[: len(out)] = out
+        state["pos"] += len(out)
+        return len(out)
+
+    return recv_into, state
+
+
+@pytest.mark.parametrize("sizes", [[1], [1448], [70_000, 3], [BLOCK * 3]])
+@pytest.mark.parametrize("offset", [0, 5, 65_536])
+def test_blocks_end_at_every_piece_end_and_rebuild_the_body(sizes, offset):
+    piece = 65_536
+    body = os.urandom(5 * piece + 123)
+    recv, _ = scripted_recv(body[offset:], sizes)
+    got, pos = [], offset
+    for block in blocks(recv, 0, offset, piece):
+        data = bytes(block)  # a view of a reused buffer: copy before asking for the next
+        # A complete piece is handed on at once: no block runs past the end of a piece.
+        assert (pos // piece + 1) * piece >= pos + len(data), f"block {pos}+{len(data)} holds back a piece end"
+        pos += len(data)
+        got.append(data)
+    assert b"".join(got) == body[offset:]
+
+
+def test_blocks_are_at_most_block_bytes_within_large_pieces():
+    piece = 4 * BLOCK
+    body = os.urandom(piece + 10)
+    recv, _ = scripted_recv(body, [BLOCK * 8])
+    lengths = [len(b) for b in blocks(recv, 0, 0, piece)]
+    assert lengths == [BLOCK] * 4 + [10]
+
+
+def test_blocks_skip_what_a_holder_ignoring_range_resends():
+    body = os.urandom(200_000)
+    recv, state = scripted_recv(body, [7_000])
+    got = b"".join(bytes(b) for b in blocks(recv, 150_000, 150_000, 65_536))
+    assert got == body[150_000:]
+    assert max(state["asked"]) <= BLOCK

@@ -29,10 +29,17 @@ def fetching(verified, rate=0.0, source="node1", meta=META):
     }
 
 
-def status_of(meta=META, instances=(), members=(), consul_nodes=(), relay=(), records=None, node_status=None):
+def status_of(
+    meta=META, instances=(), members=(), consul_nodes=(), relay=(), records=None, node_status=None, holders=None
+):
+    """`holders` defaults to the instances tagged with the object's id: these tests mark a
+    holder as holder_tags would; the holder index hands assemble the same set of nodes."""
+    if holders is None:
+        holders = [i["Node"]["Node"] for i in instances if meta.id in i["Service"]["Tags"]]
     return assemble(
         meta,
         instances,
+        holders,
         members,
         consul_nodes,
         relay,
@@ -268,11 +275,11 @@ def test_counts_mixed_rollout():
 
 def test_listing_adds_holder_counts_at_the_end():
     metas = [META, OTHER]
-    out = with_holders(metas, [inst("node1", [META.id]), inst("node2", [META.id, META.id]), inst("node3")])
+    out = with_holders(metas, {META.name: {"node1", "node2"}, "gone.tgz": {"node3"}})
     assert list(out[0]) == [*META.to_dict(), "holders", "no_passing_holder"]
     assert (out[0]["holders"], out[0]["no_passing_holder"]) == (2, False)
     assert (out[1]["holders"], out[1]["no_passing_holder"]) == (0, True)
-    assert with_holders([], []) == []
+    assert with_holders([], {}) == []
 
 
 def test_rollout_view_reads_every_object_in_one_read_as_per_object():

@@ -165,21 +165,30 @@ class FakeConsul:
 
 
 def test_relay_entries_from_kv_are_untrusted():
+    from tuggle_agent.consul.health import Holder
     from tuggle_agent.consul.keys import Keys
     from tuggle_agent.consul.relay import RelayRegistry
 
-    ok = FAST.to_flags()
+    ok, where = FAST.to_flags(), b'{"address":"10.0.0.1","port":8900}'
+
+    def e(node, rank=None, flags=ok, session="s"):
+        out = {"Key": f"tuggle.relay/x/v/{node}", "Flags": flags, "Session": session, "Value": where}
+        if rank is not None:
+            out["CreateIndex"] = rank
+        return out
+
     entries = [
-        {"Key": "tuggle.relay/x/v/b", "CreateIndex": 12, "Flags": ok, "Session": "s2"},
-        {"Key": "tuggle.relay/x/v/a", "CreateIndex": 11, "Flags": 0, "Session": "s1"},
-        {"Key": "tuggle.relay/x/v/gone", "CreateIndex": 10, "Flags": ok, "Session": None},  # not held
-        {"Key": "tuggle.relay/x/v/neg", "CreateIndex": 13, "Flags": -1, "Session": "s"},
-        {"Key": "tuggle.relay/x/v/big", "CreateIndex": 14, "Flags": 2**64, "Session": "s"},
-        {"Key": "tuggle.relay/x/v/text", "CreateIndex": 15, "Flags": "fast", "Session": "s"},
-        {"Key": "tuggle.relay/x/v/norank", "Flags": ok, "Session": "s"},
-        {"Key": "tuggle.relay/x/v/", "CreateIndex": 16, "Flags": ok, "Session": "s"},
+        e("b", 12),
+        e("a", 11, flags=0),
+        e("gone", 10, session=None),  # not held
+        e("neg", 13, flags=-1),
+        e("big", 14, flags=2**64),
+        e("text", 15, flags="fast"),
+        e("norank"),
     ]
-    reg = RelayRegistry(FakeConsul(entries), Keys("tuggle"))
+    reg = RelayRegistry(FakeConsul(entries), Keys("tuggle"), "10.0.0.2", 8900)
     index, live = reg.live("x", "v")
-    assert index == "7" and live == [RelayPeer("a", 11, 0), RelayPeer("b", 12, ok)]
-    assert reg.upstream("x", "v", 12) == ("7", ["a"])
+    h = Holder("a", "10.0.0.1", 8900)
+    assert index == "7" and [(p.node, p.rank, p.flags) for p in live] == [("a", 11, 0), ("b", 12, ok)]
+    assert live[0].holder == h
+    assert reg.upstream("x", "v", 12) == ("7", [h])

@@ -31,6 +31,8 @@ def validate_watch(w: dict) -> None:
         assert isinstance(w["args"], list) and all(isinstance(a, str) for a in w["args"])
     if w["type"] == "keyprefix":
         assert isinstance(w.get("prefix"), str) and w["prefix"]
+    if w["type"] == "key":
+        assert isinstance(w.get("key"), str) and w["key"]
     if w["type"] == "event":
         assert isinstance(w.get("name", ""), str)
 
@@ -40,8 +42,8 @@ def test_shipped_consul_d_is_valid_and_current():
     assert set(data) == {"watches"}
     for w in data["watches"]:
         validate_watch(w)
-    assert {(w["type"], w.get("prefix") or w.get("name")) for w in data["watches"]} == {
-        ("keyprefix", "tuggle/"),
+    assert {(w["type"], w.get("key") or w.get("name")) for w in data["watches"]} == {
+        ("key", "tuggle.changes"),
         ("event", "tuggle"),
     }
     assert data == render(load_config(None, env={}), "/etc/tuggle-agent/tuggle.yaml", "/usr/local/bin/tuggle-agent")
@@ -59,7 +61,18 @@ def test_install_watches_renders_for_the_node(tmp_path):
         validate_watch(w)
         assert w["args"][1:] == ["handle-event", "--config", str(cfg)]
         assert Path(w["args"][0]).is_absolute()
-    assert {w.get("prefix") or w.get("name") for w in data["watches"]} == {"deploy/", "deploy"}
+    assert {w.get("key") or w.get("name") for w in data["watches"]} == {"deploy.changes", "deploy"}
+
+
+def test_keyprefix_mode_watches_the_whole_prefix(tmp_path):
+    """kv_watch: keyprefix (clusters with Go tuggle nodes, which write no change-log)."""
+    data = render(load_config(None, env={}, overrides={"kv_watch": "keyprefix", "namespace": "deploy"}), "/t.yaml")
+    for w in data["watches"]:
+        validate_watch(w)
+    assert {(w["type"], w.get("prefix") or w.get("name")) for w in data["watches"]} == {
+        ("keyprefix", "deploy/"),
+        ("event", "deploy"),
+    }
 
 
 def test_http_handler_watches_are_valid(tmp_path):

@@ -75,6 +75,7 @@ def handle_event_command(config_path):
     \b
     Examples (what Consul runs, and how to try it by hand):
       consul watch -type=event -name=tuggle tuggle-agent handle-event --config /etc/tuggle-agent.yaml
+      consul watch -type=key -key=tuggle.changes tuggle-agent handle-event --config /etc/tuggle-agent.yaml
       consul watch -type=keyprefix -prefix=tuggle/ tuggle-agent handle-event --config /etc/tuggle-agent.yaml
       echo null | tuggle-agent handle-event --config config/tuggle.yaml
     """
@@ -86,7 +87,7 @@ def handle_event_command(config_path):
         _, kind = parse_watch_body(body)
     except BadInput as exc:
         raise click.ClickException(
-            f"stdin is not a Consul watch result ({exc}); expected what a keyprefix or event watch sends. "
+            f"stdin is not a Consul watch result ({exc}); expected what a key, keyprefix or event watch sends. "
             "Nothing was changed."
         ) from None
     if kind == "empty":

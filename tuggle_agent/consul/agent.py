@@ -1,9 +1,13 @@
-"""This node's identity and its holder service in the local Consul agent.
+"""This node's identity and its tuggle service in the local Consul agent.
 
-The service `<ns>` carries one tag per complete local object (the object id), so
-`health/service/<ns>?tag=<id>&passing` answers "who holds it".  Consul replaces a
-service's tags wholesale on every registration, so all tag changes go through one
-lock and one in-memory set; two concurrent fetches can never drop each other's tag.
+The service `<ns>`, with its HTTP check on `/?ping`, is what makes the node a tuggle
+node in Consul, and its check is what the holder session (holders.py) is bound to.
+By default it has no tags: holders are found through holder keys.  With `holder_tags`
+(the Go tuggle layout, for mixed clusters) it carries one tag per complete local
+object (the object id), so `health/service/<ns>?tag=<id>&passing` also answers "who
+holds it".  Consul replaces a service's tags wholesale on every registration, so all
+tag changes go through one lock and one in-memory set; two concurrent fetches can
+never drop each other's tag.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import threading
 
 import consul
 
-from .client import consul_errors
+from .client import ConsulUnavailable, consul_errors
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +48,25 @@ class HolderService:
         with consul_errors(self.c, "asking the local agent for its node name"):
             return self.c.agent.self()["Config"]["NodeName"]
 
+    def reachable_address(self) -> str:
+        """Where peers reach this node: advertise_address, else the node's address in
+        Consul (the agent's LAN address, which health queries used to return)."""
+        if self.address:
+            return self.address
+        with consul_errors(self.c, "asking the local agent for its address"):
+            me = self.c.agent.self()
+        address = (me.get("Member") or {}).get("Addr")
+        if not address:
+            with consul_errors(self.c, "reading this node's catalog entry"):
+                _, node = self.c.catalog.node(me["Config"]["NodeName"])
+            address = ((node or {}).get("Node") or {}).get("Address")
+        if not address:
+            raise ConsulUnavailable("the local Consul agent did not say its address: set advertise_address")
+        return str(address)
+
     @property
     def tags(self) -> set[str]:
+        """The tags the service is registered with (what Consul's event filters see)."""
         with self._lock:
             return set(self._tags)
 

@@ -1,15 +1,18 @@
-"""Finding the nodes that hold an object, nearest first.
+"""Holders as the fetcher sees them, and their network distance from this node.
 
-Consul's `near=_agent` sorts by round-trip time, but the `passing` filter then
-swaps failing entries with the last one, so the order that comes back is not
-reliable (consul-semantics 6.1).  We therefore re-sort by RTT computed from
-`/v1/coordinate/nodes`, the same Vivaldi estimate Consul uses.
+Holders are found in the holder index (holders.py); this module orders them by
+round-trip time, estimated from Consul's network coordinates (the same Vivaldi
+estimate `near=` uses).  Coordinates are read per candidate node
+(`/v1/coordinate/node/<node>`) and cached for a long while: they drift slowly, and
+reading every node's (`/v1/coordinate/nodes`) would cost each fetch O(N) bytes.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 
 import consul
@@ -39,56 +42,81 @@ def distance(a: dict | None, b: dict | None) -> float:
     return adjusted if adjusted > 0 else d
 
 
-class HolderFinder:
-    # Network coordinates drift slowly; re-reading them for every source choice would
-    # double the Consul requests of a fetch for no gain.
-    COORDINATE_TTL = 10.0
+def _valid_coordinate(coord: object) -> dict | None:
+    """A coordinate fit for distance(), or None (then the node sorts last)."""
+    if not isinstance(coord, dict):
+        return None
+    vec, height, adj = coord.get("Vec"), coord.get("Height", 0.0), coord.get("Adjustment", 0.0)
+    numbers = (int, float)
+    if not isinstance(vec, list) or not all(isinstance(x, numbers) for x in vec):
+        return None
+    if not isinstance(height, numbers) or not isinstance(adj, numbers):
+        return None
+    return {"Vec": vec, "Height": height, "Adjustment": adj}
 
-    def __init__(self, client: consul.Consul, namespace: str):
+
+class Coordinates:
+    """Network coordinates of single nodes, each cached for TTL seconds."""
+
+    TTL = 600.0
+    MISSING_TTL = 30.0  # a node without a coordinate yet (just joined) gets one soon
+    MAX_CACHED = 4096  # node names come from KV: bound what they can make us remember
+    # More unknown nodes than this in one lookup (a late fetch among many holders): one
+    # read of every coordinate instead of one request per node.
+    BULK = 16
+
+    def __init__(self, client: consul.Consul):
         self.c = client
-        self.ns = namespace
-        self._coords: dict[str, dict | None] = {}
-        self._coords_at = -math.inf
+        self._cache: dict[str, tuple[float, dict | None]] = {}
+        self._lock = threading.Lock()
 
-    def holders(self, tag: str, self_node: str) -> list[Holder]:
-        """Passing holders of `tag` other than this node, sorted by RTT from it."""
-        return self._passing(tag, self_node)[1]
+    def _cached(self, node: str, now: float) -> tuple[bool, dict | None]:
+        with self._lock:
+            hit = self._cache.get(node)
+        if hit is not None and now - hit[0] < (self.TTL if hit[1] is not None else self.MISSING_TTL):
+            return True, hit[1]
+        return False, None
 
-    def holders_index(
-        self, tag: str, self_node: str, index: str | None = None, wait: str | None = None
-    ) -> tuple[str | None, list[Holder]]:
-        """holders(), with the Raft index to block on: with `index`, a blocking query that
-        returns when the list changes or after `wait`."""
-        return self._passing(tag, self_node, index, wait)
+    def _remember(self, coords: dict[str, dict | None], now: float) -> None:
+        with self._lock:
+            if len(self._cache) + len(coords) > self.MAX_CACHED:
+                self._cache.clear()
+            for node, coord in list(coords.items())[: self.MAX_CACHED]:
+                self._cache[node] = (now, coord)
 
-    def peers(self, self_node: str) -> dict[str, Holder]:
-        """Every passing tuggle node but this one, by node name (for partial holders)."""
-        return {h.node: h for h in self._passing(None, self_node)[1]}
-
-    def _passing(
-        self, tag: str | None, self_node: str, index: str | None = None, wait: str | None = None
-    ) -> tuple[str | None, list[Holder]]:
-        with consul_errors(self.c, f"looking up holders of {tag or 'any object'}"):
-            index, entries = self.c.health.service(
-                self.ns, tag=tag, passing=True, near="_agent", index=index, wait=wait
-            )
-        by_node = self._coordinates()
-        mine = by_node.get(self_node)
-        out = []
-        for e in entries:
-            node = e["Node"]["Node"]
-            if node == self_node:
-                continue
-            address = e["Service"].get("Address") or e["Node"]["Address"]
-            out.append(Holder(node, address, int(e["Service"]["Port"]), distance(mine, by_node.get(node))))
-        out.sort(key=lambda h: h.rtt)  # stable: ties keep Consul's order
-        return index, out
-
-    def _coordinates(self) -> dict[str, dict | None]:
+    def of(self, node: str) -> dict | None:
         now = time.monotonic()
-        if now - self._coords_at > self.COORDINATE_TTL:
-            with consul_errors(self.c, "reading network coordinates"):
-                _, coords = self.c.coordinate.nodes()
-            self._coords = {c["Node"]: c.get("Coord") for c in coords or []}
-            self._coords_at = now
-        return self._coords
+        known, coord = self._cached(node, now)
+        if known:
+            return coord
+        with consul_errors(self.c, f"reading the network coordinate of {node}"):
+            _, rows = self.c.coordinate.node(urllib.parse.quote(node, safe=""))
+        row = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else {}
+        coord = _valid_coordinate(row.get("Coord"))
+        self._remember({node: coord}, now)
+        return coord
+
+    def _load_all(self, nodes: list[str]) -> None:
+        now = time.monotonic()
+        with consul_errors(self.c, "reading network coordinates"):
+            _, rows = self.c.coordinate.nodes()
+        found = {
+            r["Node"]: _valid_coordinate(r.get("Coord"))
+            for r in (rows if isinstance(rows, list) else [])
+            if isinstance(r, dict) and isinstance(r.get("Node"), str)
+        }
+        self._remember({n: found.get(n) for n in nodes}, now)
+
+    def nearest(self, self_node: str, holders: list[Holder]) -> list[Holder]:
+        """`holders` with their RTT from `self_node`, nearest first (stable for ties)."""
+        if not holders:
+            return []
+        now = time.monotonic()
+        nodes = list(dict.fromkeys([self_node, *(h.node for h in holders)]))
+        unknown = [n for n in nodes if not self._cached(n, now)[0]]
+        if len(unknown) > self.BULK:
+            self._load_all(unknown)
+        mine = self.of(self_node)
+        out = [Holder(h.node, h.address, h.port, distance(mine, self.of(h.node))) for h in holders]
+        out.sort(key=lambda h: h.rtt)
+        return out

@@ -5,7 +5,12 @@
   <ns>.tombstones/<name>/<version>     an explicit DELETE of that version (kept tombstone_ttl):
                                        the only evidence on which a node removes its copy
   <ns>.graph/<name>/<from>/<to>        one edge per completed fetch
-  <ns>.relay/<name>/<version>/<node>   partial holders, locked by their fetch session
+  <ns>.holders/<name>/<version>/<node> complete holders: {"address", "port"} (JSON), locked by the
+                                       node's holder session (checks: serfHealth and the node's
+                                       tuggle service check; behaviour delete), so a dead or
+                                       failing node's keys vanish: "passing holder" = a held key
+  <ns>.relay/<name>/<version>/<node>   partial holders, {"address", "port"} (JSON), locked by
+                                       their fetch session
   <ns>.nudge/<name>/<version>/<node>   "look at the relay entries again": written by a fetcher that
                                        skips that slow partial holder (or by one that sank, for nodes
                                        that may pull from it); the nudged node removes it when done
@@ -13,9 +18,11 @@
   <ns>.status/<name>/<version>/<node>  a node's failed post_download hook of that version (JSON)
   <ns>.nodes/<node>                    every node that ever served (so ?status can say "down"
                                        for a node whose service is deregistered)
+  <ns>.changes                         the change-log: the last changes of `<ns>/` (objects/changelog.py)
 
-Only `<ns>/` is watched (keyprefix): every other prefix is kept apart so that bookkeeping
-writes (edges, relay entries, semaphores) never wake every node's watch.
+Nodes watch `<ns>.changes` (a `key` watch; `kv_watch: keyprefix` watches all of `<ns>/`
+instead): every other prefix is kept apart so that bookkeeping writes (edges, relay
+entries, semaphores) never wake every node's watch.
 """
 
 from __future__ import annotations
@@ -45,8 +52,15 @@ class Keys:
         return f"{self.ns}.pieces/{name}/"
 
     @property
+    def changes(self) -> str:
+        return f"{self.ns}.changes"
+
+    @property
     def tombstones_prefix(self) -> str:
         return f"{self.ns}.tombstones/"
+
+    def tombstones_of(self, name: str) -> str:
+        return f"{self.ns}.tombstones/{name}/"
 
     def tombstone(self, name: str, version: str) -> str:
         return f"{self.ns}.tombstones/{name}/{version}"
@@ -56,6 +70,16 @@ class Keys:
 
     def graph_edge(self, name: str, source: str, target: str) -> str:
         return f"{self.ns}.graph/{name}/{source}/{target}"
+
+    @property
+    def holders_root(self) -> str:
+        return f"{self.ns}.holders/"
+
+    def holders_prefix(self, name: str, version: str | None = None) -> str:
+        return f"{self.ns}.holders/{name}/" + (f"{version}/" if version else "")
+
+    def holder(self, name: str, version: str, node: str) -> str:
+        return f"{self.ns}.holders/{name}/{version}/{node}"
 
     def relay_prefix(self, name: str, version: str | None = None) -> str:
         return f"{self.ns}.relay/{name}/" + (f"{version}/" if version else "")

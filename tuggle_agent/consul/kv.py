@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
+import random
 import time
 from dataclasses import dataclass, field
 
 import consul
 
+from ..objects import changelog
 from ..objects.edges import Edge
 from ..objects.metadata import BadMetadata, ObjectMeta, PieceList, parse_entries
-from .client import consul_errors
+from .client import ConsulUnavailable, consul_errors
 from .keys import Keys
+
+log = logging.getLogger(__name__)
+
+# Check-and-set attempts to append to the change-log before overwriting it (see log_change).
+LOG_ATTEMPTS = 8
 
 
 @dataclass
@@ -73,6 +81,7 @@ class ObjectsKV:
         with consul_errors(self.c, f"storing metadata of {meta.name}"):
             self.c.kv.put(pieces_key, pieces.to_json())
             if self.c.kv.put(self.keys.meta(meta.name), meta.to_json(), cas=0):
+                self.log_change("put", meta.name, meta.version)
                 return True
             # The name is taken.  Our piece list goes -- unless the winner is this very version
             # (two holders adopting one orphan at once wrote the same key): it is theirs too.
@@ -84,7 +93,10 @@ class ObjectsKV:
 
     def update(self, meta: ObjectMeta, modify_index: int) -> bool:
         with consul_errors(self.c, f"updating metadata of {meta.name}"):
-            return bool(self.c.kv.put(self.keys.meta(meta.name), meta.to_json(), cas=modify_index))
+            if not self.c.kv.put(self.keys.meta(meta.name), meta.to_json(), cas=modify_index):
+                return False
+        self.log_change("sync", meta.name, meta.version)
+        return True
 
     def delete(self, name: str, version: str, modify_index: int) -> bool:
         """Delete one version: tombstone first (the durable evidence every node acts on),
@@ -94,6 +106,7 @@ class ObjectsKV:
             self.c.kv.put(self.keys.tombstone(name, version), json.dumps({"deleted_at": time.time()}).encode())
             if not self.c.kv.delete(self.keys.meta(name), cas=modify_index):
                 return False
+            self.log_change("delete", name, version)
             self.c.kv.delete(self.keys.pieces(name, version))
             self.c.kv.delete(self.keys.graph_prefix(name), recurse=True)
             self.c.kv.delete(self.keys.relay_prefix(name), recurse=True)
@@ -106,12 +119,17 @@ class ObjectsKV:
         our version, and without a tombstone -- nobody deleted anything."""
         with consul_errors(self.c, f"rolling back the creation of {meta.name}"):
             _, entry = self.c.kv.get(self.keys.meta(meta.name))
-            if entry is not None and (self._parsed(entry) or meta).version == meta.version:
-                self.c.kv.delete(self.keys.meta(meta.name), cas=int(entry["ModifyIndex"]))
+            if (
+                entry is not None
+                and (self._parsed(entry) or meta).version == meta.version
+                and self.c.kv.delete(self.keys.meta(meta.name), cas=int(entry["ModifyIndex"]))
+            ):
+                self.log_change("delete", meta.name, meta.version)  # nodes that saw the put look again
             self.c.kv.delete(self.keys.pieces(meta.name, meta.version))
 
     def remove_unparsable(self, key: str, modify_index: int) -> bool:
-        """Delete a metadata key that does not parse (so a broken entry can always be removed)."""
+        """Delete a metadata key that does not parse (so a broken entry can always be removed).
+        Not logged in the change-log: no node ever acted on the entry."""
         with consul_errors(self.c, f"deleting malformed entry {key}"):
             return bool(self.c.kv.delete(key, cas=modify_index))
 
@@ -130,21 +148,54 @@ class ObjectsKV:
         except (TypeError, ValueError, KeyError):
             return None
 
+    # -- change-log ---------------------------------------------------------
+    def changes(self) -> tuple[bytes | None, int, int]:
+        """The change-log's raw value, ModifyIndex and CreateIndex ((None, 0, 0) if absent)."""
+        with consul_errors(self.c, "reading the change-log"):
+            _, entry = self.c.kv.get(self.keys.changes)
+        if entry is None:
+            return None, 0, 0
+        return entry.get("Value"), int(entry["ModifyIndex"]), int(entry["CreateIndex"])
+
+    def log_change(self, op: str, name: str, version: str) -> None:
+        """Append one entry to the change-log with check-and-set, so concurrent writers
+        never lose each other's entries. Bounded: after LOG_ATTEMPTS lost races the log is
+        overwritten with a numbering gap (changelog.appended(restart=True)), which makes
+        every reader reconcile fully. Never raises: the metadata write before it is what
+        counts, and a node that misses an entry still has the event and its periodic full
+        reconcile."""
+        try:
+            for attempt in range(LOG_ATTEMPTS):
+                raw, index, _ = self.changes()
+                value = changelog.encode(changelog.appended(changelog.parse(raw), op, name, version))
+                with consul_errors(self.c, "appending to the change-log"):
+                    if self.c.kv.put(self.keys.changes, value, cas=index):
+                        return
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))  # writers racing: spread them
+            value = changelog.encode(changelog.appended(changelog.parse(raw), op, name, version, restart=True))
+            with consul_errors(self.c, "overwriting the change-log"):
+                self.c.kv.put(self.keys.changes, value)
+            log.warning("the change-log kept changing under us; overwrote it (every node reconciles fully once)")
+        except ConsulUnavailable as exc:
+            log.warning("%s %s of %s not in the change-log: %s", op, version, name, exc)
+
     # -- tombstones -------------------------------------------------------
-    def tombstones(self) -> dict[tuple[str, str], Tombstone]:
+    def tombstones(self, name: str | None = None) -> dict[tuple[str, str], Tombstone]:
+        """Every tombstone, or those of one name (a read bounded by that name's deletes)."""
+        prefix = self.keys.tombstones_prefix if name is None else self.keys.tombstones_of(name)
         with consul_errors(self.c, "listing tombstones"):
-            _, entries = self.c.kv.get(self.keys.tombstones_prefix, recurse=True)
+            _, entries = self.c.kv.get(prefix, recurse=True)
         out = {}
         for e in entries or []:
             rest = e.get("Key", "")[len(self.keys.tombstones_prefix) :]
             if rest.count("/") != 1:
                 continue
-            name, version = rest.split("/")
+            of, version = rest.split("/")
             try:
                 at = float(json.loads(e.get("Value") or b"{}").get("deleted_at", 0))
             except (TypeError, ValueError, AttributeError):
                 at = 0.0
-            out[(name, version)] = Tombstone(name, version, at)
+            out[(of, version)] = Tombstone(of, version, at)
         return out
 
     def has_tombstone(self, name: str, version: str) -> bool:

@@ -1,7 +1,9 @@
 """Partial holders of an object: nodes still fetching it that already serve what they verified.
 
 A fetching node announces itself, when its fetch starts, with a key
-`<ns>.relay/<name>/<version>/<node>` locked by its fetch session (behaviour delete, so
+`<ns>.relay/<name>/<version>/<node>` whose value says where to reach it
+(`{"address", "port"}`, as holder keys; untrusted, checked by holders.parse_located),
+locked by its fetch session (behaviour delete, so
 the entry goes if the node dies).  The key's CreateIndex, a cluster-wide Raft index,
 ranks the fetchers.  Each takes as its source the partial holder ranked just before
 it (falling back to earlier ones, then to complete holders), so concurrent fetchers
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 import consul
 
 from .client import consul_errors
+from .health import Holder
+from .holders import location_value, parse_located
 from .keys import Keys
 from .session import RenewedSession
 
@@ -33,11 +37,12 @@ MAX_FLAGS = 2**64 - 1  # Consul's Flags is a uint64
 
 @dataclass(frozen=True)
 class RelayPeer:
-    """A live partial holder: its node, its rank (CreateIndex) and its Flags."""
+    """A live partial holder: its node, its rank (CreateIndex), its Flags and its address."""
 
     node: str
     rank: int
     flags: int
+    holder: Holder | None = None
 
 
 class RelayEntry:
@@ -62,24 +67,24 @@ class RelayEntry:
 
 
 class RelayRegistry:
-    def __init__(self, client: consul.Consul, keys: Keys):
+    def __init__(self, client: consul.Consul, keys: Keys, address: str, port: int):
         self.c = client
         self.keys = keys
+        self.value = location_value(address, port)  # where fetchers downstream reach us
 
     def announce(self, name: str, version: str, node: str, session: RenewedSession, flags: int = 0) -> RelayEntry:
         key = self.keys.relay(name, version, node)
         with consul_errors(self.c, f"announcing {node} as a partial holder of {name}"):
-            value = node.encode()
-            rank = _place(self.c, key, value, session.id, flags)
-        return RelayEntry(self.c, key, rank, session.id, value, flags)
+            rank = _place(self.c, key, self.value, session.id, flags)
+        return RelayEntry(self.c, key, rank, session.id, self.value, flags)
 
     def upstream(
         self, name: str, version: str, rank: int, index: str | None = None, wait: str | None = None
-    ) -> tuple[str, list[str]]:
-        """Partial holders ranked before `rank` (0: all), earliest first; blocking when
-        index is given.  They cannot be downstream of the asker."""
+    ) -> tuple[str, list[Holder]]:
+        """Partial holders ranked before `rank` (0: all), earliest first, with their
+        addresses; blocking when index is given.  They cannot be downstream of the asker."""
         index, live = self.live(name, version, index, wait)
-        return index, [p.node for p in live if not rank or p.rank < rank]
+        return index, [p.holder for p in live if p.holder is not None and (not rank or p.rank < rank)]
 
     def nudge(self, name: str, version: str, node: str, by: str) -> None:
         """Tell `node` to look at the relay entries again (best effort: a hint)."""
@@ -101,20 +106,22 @@ class RelayRegistry:
     def live(
         self, name: str, version: str, index: str | None = None, wait: str | None = None
     ) -> tuple[str, list[RelayPeer]]:
-        """Every live partial holder, earliest first; blocking when index is given."""
+        """Every live partial holder, earliest first, with its address and Flags; blocking
+        when index is given.  Entries are untrusted: parse_located checks key, session,
+        rank and address; Flags outside a uint64 make the entry unusable."""
+        prefix = self.keys.relay_prefix(name, version)
         with consul_errors(self.c, f"listing partial holders of {name}"):
-            index, entries = self.c.kv.get(self.keys.relay_prefix(name, version), recurse=True, index=index, wait=wait)
+            index, entries = self.c.kv.get(prefix, recurse=True, index=index, wait=wait)
+        flags = {}
+        for e in entries if isinstance(entries, list) else []:
+            if isinstance(e, dict) and isinstance(e.get("Key"), str):
+                flags[e["Key"][len(prefix) :]] = e.get("Flags") or 0
         live = []
-        for e in entries or []:
-            if not e.get("Session"):
-                continue
-            try:  # KV is untrusted: a malformed entry is no partial holder
-                peer = RelayPeer(str(e["Key"]).rsplit("/", 1)[1], int(e["CreateIndex"]), int(e.get("Flags") or 0))
-            except (KeyError, TypeError, ValueError):
-                continue
-            if peer.node and 0 <= peer.flags <= MAX_FLAGS:
-                live.append(peer)
-        return index, sorted(live, key=lambda p: p.rank)
+        for loc in parse_located(entries, prefix):
+            f = flags.get(loc.node)
+            if isinstance(f, int) and not isinstance(f, bool) and 0 <= f <= MAX_FLAGS:
+                live.append(RelayPeer(loc.node, loc.rank, f, loc.holder()))
+        return index, live
 
 
 def _place(c: consul.Consul, key: str, value: bytes, session_id: str, flags: int) -> int:

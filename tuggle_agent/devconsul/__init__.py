@@ -27,6 +27,9 @@ Behaviour worth knowing (see the module docstrings for details):
 * A missing config dir only logs a warning (Consul would refuse to start).
 * `Agent.inject_errors(n, status)` makes a node's next n requests fail, to
   exercise clients' (and watches') error paths.
+* `Agent.count_requests()` turns on a per-node tally of requests and body
+  bytes, telling the node's own watch plans from other clients (node/tally.py;
+  bench/consul_load.py measures Consul load with it).
 * `DevCluster(acl=True, acl_master_token=...)` turns on Consul's ACLs with
   default policy deny (each http/ module says what it enforces). Note
   that py-consul 1.8 sends no token on event.list, coordinate.nodes,

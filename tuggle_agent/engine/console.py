@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 import consul
 import requests
 
+from ..consul.holders import HolderIndex
 from ..consul.keys import Keys
-from ..consul.kv import ObjectsKV
+from ..consul.kv import Listing, ObjectsKV
 from ..consul.rollout import RolloutView
 from ..errors import NotFound
 from ..objects.metadata import ObjectMeta
@@ -43,7 +44,7 @@ class TuggleNode:
     node: str
     url: str
     passing: bool
-    tags: set[str]
+    tags: set[str]  # the service's registered tags (what ?sync's tag filter matches)
     checks: list[dict]
     status: dict | None = None
     error: str = ""
@@ -57,6 +58,8 @@ class Poll:
 
     instances: list[dict]  # health/service/<ns> rows, with their checks
     nodes: list[TuggleNode]
+    listing: Listing  # the objects in KV
+    holders: dict[str, set[str]]  # object name -> nodes holding its current version
     members: set[str]
     consul_nodes: set[str]
     relays: dict[tuple[str, str], set[str]]  # (name, version) -> partial holders
@@ -65,11 +68,12 @@ class Poll:
 
 
 class Console:
-    def __init__(self, client: consul.Consul, namespace: str, kv: ObjectsKV):
+    def __init__(self, client: consul.Consul, namespace: str, kv: ObjectsKV, holders: HolderIndex):
         self.c = client
         self.ns = namespace
         self.keys = Keys(namespace)
         self.kv = kv
+        self.holders = holders
         self.view = RolloutView(client, self.keys)
         self.http = requests.Session()
         self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="console")
@@ -120,12 +124,16 @@ class Console:
                 return self._cache[1]
         instances = self.view.instances()
         nodes = self._instances(instances)
+        listing = self.kv.list()
+        holders = self.holders.all_nodes((m.name, m.version) for m in listing.metas.values())
         members = self.view.members()
         consul_nodes = self.view.consul_nodes() if members - {n.node for n in nodes} else set()
         list(self.pool.map(self._status_of, nodes))
         poll = Poll(
             instances=instances,
             nodes=nodes,
+            listing=listing,
+            holders=holders,
             members=members,
             consul_nodes=consul_nodes,
             relays=self.view.all_relay_nodes(),
@@ -135,9 +143,6 @@ class Console:
         with self._lock:
             self._cache = (time.monotonic(), poll)
         return poll
-
-    def tuggle_nodes(self) -> list[TuggleNode]:
-        return self.gather().nodes
 
     # -- per object -------------------------------------------------------
     @staticmethod
@@ -154,11 +159,13 @@ class Console:
         return "complete"
 
     def _summary(self, meta: ObjectMeta, poll: Poll) -> dict:
-        [listed] = rollout.with_holders([meta], rollout.passing(poll.instances))
+        holders = poll.holders.get(meta.name, set())
+        [listed] = rollout.with_holders([meta], {meta.name: holders})
         key = (meta.name, meta.version)
         status = rollout.assemble(
             meta,
             poll.instances,
+            holders,
             poll.members,
             poll.consul_nodes,
             poll.relays.get(key, set()),
@@ -170,7 +177,7 @@ class Console:
         targets = status["targets"] if meta.sync is not None else []
         return {
             **listed,
-            "holder_nodes": [n.node for n in poll.nodes if meta.id in n.tags],
+            "holder_nodes": sorted(holders),
             "targets": targets,
             "complete": status["complete"],
             "complete_targets": status["complete_targets"] if targets else 0,
@@ -180,8 +187,8 @@ class Console:
         }
 
     def objects(self) -> dict:
-        listing = self.kv.list()
         poll = self.gather()
+        listing = poll.listing
         out = []
         for meta in sorted(listing.metas.values(), key=lambda m: m.name):
             s = self._summary(meta, poll)
@@ -205,7 +212,8 @@ class Console:
     # -- nodes ------------------------------------------------------------
     def nodes(self) -> dict:
         out = []
-        for n in self.tuggle_nodes():
+        poll = self.gather()
+        for n in poll.nodes:
             st = n.status or {}
             out.append(
                 {
@@ -216,7 +224,7 @@ class Console:
                     "answered": n.status is not None,
                     "error": n.error,
                     "objects": len(st.get("objects") or []),
-                    "holds": len(n.tags),
+                    "holds": sum(n.node in nodes for nodes in poll.holders.values()),
                     "fetching": [
                         {k: f.get(k) for k in ("name", "size", "verified", "source", "rate")}
                         for f in n.fetching.values()

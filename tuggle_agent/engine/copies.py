@@ -1,7 +1,8 @@
 """This node's complete copies as the cluster sees them: bytes on disk (the store) and
-the holder tag in Consul.  Every change of either goes through here, so the two agree:
-a copy is advertised only once it is committed, and stops being advertised before it
-is removed or as soon as it is found missing or corrupt.
+its holder key in Consul (and its tag, with holder_tags; consul/holders.py).  Every
+change of either goes through here, so the two agree: a copy is advertised only once it
+is committed, and stops being advertised before it is removed or as soon as it is found
+missing or corrupt.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 
 from .. import metrics
 from ..config import Config
-from ..consul.agent import HolderService
+from ..consul.holders import HolderIndex
 from ..objects.metadata import ObjectMeta
 from .hooks import hook_env, run_hooks
 from .store import LocalObject, LocalStore
@@ -27,10 +28,10 @@ def sha256_of(path) -> str:
 
 
 class Copies:
-    def __init__(self, cfg: Config, store: LocalStore, service: HolderService, node: str):
+    def __init__(self, cfg: Config, store: LocalStore, holders: HolderIndex, node: str):
         self.cfg = cfg
         self.store = store
-        self.service = service
+        self.holders = holders
         self.node = node
         self.orphans: dict[str, str] = {}  # name -> why it is kept unadvertised
         self._verified_at: dict[str, float] = {}
@@ -39,13 +40,25 @@ class Copies:
     # -- advertising ------------------------------------------------------
     def advertise(self, meta: ObjectMeta) -> None:
         if not self.cfg.fetch_only:
-            self.service.add(meta.id)
+            self.holders.advertise(meta.name, meta.version)
+
+    def advertise_kept(self, kept: list[ObjectMeta], start: bool = False) -> None:
+        """Reconcile's copies to advertise (a no-op for those already advertised); at
+        start, exactly these (and the service is registered)."""
+        copies = [] if self.cfg.fetch_only else [(m.name, m.version) for m in kept]
+        if start:
+            self.holders.advertise_only(copies)
+        else:
+            self.holders.advertise_all(copies)
 
     def withdraw(self, meta: ObjectMeta) -> None:
-        self.service.remove(meta.id)
+        self.withdraw_version(meta.name, meta.version)
+
+    def withdraw_version(self, name: str, version: str) -> None:
+        self.holders.withdraw(name, version)
 
     def advertised(self, meta: ObjectMeta) -> bool:
-        return meta.id in self.service.tags
+        return self.holders.advertised(meta.name, meta.version)
 
     # -- orphans ----------------------------------------------------------
     def set_orphans(self, found: dict[str, str]) -> None:

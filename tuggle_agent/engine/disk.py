@@ -34,11 +34,10 @@ from pathlib import Path
 from .. import metrics
 from ..config import Config
 from ..consul.client import ConsulUnavailable
-from ..consul.health import HolderFinder
+from ..consul.holders import HolderIndex
 from ..consul.kv import ObjectsKV
 from ..errors import NoSpace
 from ..objects.metadata import ObjectMeta, SyncSpec
-from ..objects.names import object_id
 from .copies import Copies
 from .download import Download
 from .eviction import Copy, Limits, Plan, Usage, plan, quiet
@@ -164,7 +163,7 @@ class Disk:
         store: LocalStore,
         copies: Copies,
         kv: ObjectsKV,
-        finder: HolderFinder,
+        finder: HolderIndex,
         sync_applies: Callable[[SyncSpec], bool],
     ):
         self.cfg = cfg
@@ -255,7 +254,9 @@ class Disk:
         return version is not None and (local is None or local.meta.version != version)
 
     def _holders(self, name: str) -> int:
-        return len(self.finder.holders(object_id(name), self.node))
+        """Other passing holders of the version held here (0 if none is held)."""
+        local = self.store.get(name)
+        return len(self.finder.holders(name, local.meta.version)) if local is not None else 0
 
     # -- evicting ---------------------------------------------------------
     def evict(self, trigger: str = "periodic", need: ObjectMeta | None = None) -> Plan | None:
@@ -323,7 +324,7 @@ class Disk:
             try:
                 meta = local.meta
                 self.copies.withdraw(meta)
-                others = self.finder.holders(meta.id, self.node)
+                others = self.finder.holders(meta.name, meta.version)
                 if len(others) < limits.min_copies:
                     self.copies.advertise(meta)
                     log.info(

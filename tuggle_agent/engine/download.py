@@ -20,6 +20,22 @@ from pathlib import Path
 from ..errors import BadSources, TuggleError
 from ..objects.metadata import ObjectMeta
 
+Span = tuple[int, int, int]  # (fd, offset, count): bytes of an open file, ready to be sent
+
+
+def pread_span(span: Span) -> bytes:
+    fd, offset, count = span
+    data = os.pread(fd, count, offset)
+    if len(data) != count:
+        raise BadSources(f"file shorter than expected: {len(data)} of {count} bytes at {offset}")
+    return data
+
+
+def pread_spans(spans: Iterator[Span]) -> Iterator[bytes]:
+    """The bytes of each span (for whoever cannot sendfile() them)."""
+    for span in spans:
+        yield pread_span(span)
+
 
 class Download:
     def __init__(self, meta: ObjectMeta, temp_path: Path):
@@ -86,20 +102,29 @@ class Download:
                 if self.error is not None:
                     raise self.error
 
+    def spans(self, start: int, end: int, most: int) -> Iterator[Span]:
+        """Verified bytes [start, end) as spans of at most `most` bytes, waiting for them as
+        they arrive.  The fd is this reader's own (a dup, closed with the iterator): it stays
+        valid whatever the fetch does meanwhile, and a failed fetch's readers still get the
+        bytes that were verified, then its error."""
+        with self._cond:
+            if self._fd is None:
+                raise self.error or BadSources("download closed")
+            fd = os.dup(self._fd)
+        try:
+            pos = start
+            while pos < end:
+                avail = min(self.wait_for_bytes(pos), end)
+                while pos < avail:
+                    n = min(most, avail - pos)
+                    yield fd, pos, n
+                    pos += n
+        finally:
+            os.close(fd)
+
     def read(self, start: int, end: int, chunk: int = 64 * 1024) -> Iterator[bytes]:
         """Verified bytes [start, end), waiting for them as they arrive."""
-        pos = start
-        while pos < end:
-            avail = min(self.wait_for_bytes(pos), end)
-            while pos < avail:
-                with self._cond:  # never pread an fd number that close() handed back
-                    if self._fd is None:
-                        raise self.error or BadSources("download closed")
-                    data = os.pread(self._fd, min(chunk, avail - pos), pos)
-                if not data:
-                    raise BadSources("temp file shorter than verified length")
-                pos += len(data)
-                yield data
+        return pread_spans(self.spans(start, end, chunk))
 
     def close(self) -> None:
         fd, self._fd = self._fd, None

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from .. import metrics
 from ..config import Config
 from ..consul.client import ConsulUnavailable
-from ..consul.health import HolderFinder
+from ..consul.holders import HolderIndex
 from ..consul.kv import ObjectsKV
 from ..consul.relay import RelayEntry, RelayPeer, RelayRegistry
 from ..consul.semaphore import Semaphore
@@ -80,7 +80,7 @@ class FetchDeps:
     store: LocalStore
     copies: Copies
     kv: ObjectsKV
-    finder: HolderFinder
+    finder: HolderIndex  # holder keys (and tags, with holder_tags)
     relay: RelayRegistry
     peer: PeerClient
     policy: SourcePolicy
@@ -181,7 +181,6 @@ class FetchJob:
         self.f = f
         self.session: RenewedSession | None = None
         self.relay: RelayEntry | None = None
-        self.peers: dict = {}  # node -> Holder, addresses of partial holders
         self.speed = Speed.from_config(self.cfg.fetch_rate, self.cfg.serve_rate)
         self.monitor = SourceMonitor(self.speed.take)
         self.segments: list[Segment] = []  # sources left before the last one, for ?graph
@@ -492,22 +491,21 @@ class FetchJob:
         )
 
     def _candidates(self, excluded: set[str]) -> tuple[list[Candidate], str | None, str | None]:
+        """Complete holders (nearest first) and partial holders ranked before us, both
+        with their addresses, read from this version's keys only (consul/holders.py)."""
         meta = self.meta
-        index, complete = self.deps.finder.holders_index(meta.id, self.deps.node)
-        upstream: list[str] = []
-        relay_index = None
+        index, complete = self.deps.finder.holders_index(meta.name, meta.version)
         if self.cfg.pipelined:
             relay_index, live = self.deps.relay.live(meta.name, meta.version)
             up = choose_upstream(live, self.relay.rank if self.relay else 0, self.speed, excluded, self._sunk)
-            upstream = up.nodes
             if up.nearest_only:
                 complete = []
             for node in up.sinking:  # it holds the slot we wait for: tell it to look
                 self.deps.relay.nudge(meta.name, meta.version, node, self.deps.node)
             self._live = live
-            if any(n not in self.peers for n in upstream):  # addresses of new partial holders
-                self.peers = self.deps.finder.peers(self.deps.node)
-        return self.deps.policy.order(complete, upstream, self.peers, excluded), index, relay_index
+            peers = {p.node: p.holder for p in live if p.holder is not None}
+            return self.deps.policy.order(complete, up.nodes, peers, excluded), index, relay_index
+        return self.deps.policy.order(complete, [], {}, excluded), index, None
 
     def _claim(self, candidates: list[Candidate]) -> tuple[Candidate, Semaphore] | None:
         """The first candidate with a free fetch slot, its slot taken."""
@@ -522,7 +520,9 @@ class FetchJob:
         """No usable holder: block until Consul's holder list changes (or a short while)."""
         left = max(0.0, until - time.monotonic())
         if left > 0:
-            self.deps.finder.holders_index(self.meta.id, self.deps.node, index=index, wait=f"{min(2.0, left):.3f}s")
+            self.deps.finder.holders_index(
+                self.meta.name, self.meta.version, index=index, wait=f"{min(2.0, left):.3f}s"
+            )
             log.debug("waiting for a usable holder of %s", self.meta.name)
 
     def _wait_for_slot(self, candidates: list[Candidate], deadline: float, relay_index: str | None) -> None:

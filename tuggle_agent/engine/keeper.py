@@ -1,11 +1,14 @@
-"""The keeper: makes this node agree with Consul -- reconcile on KV changes, act on events
+"""The keeper: makes this node agree with Consul -- reconcile the names the change-log
+says changed (or all of KV: on a gap, periodically, on a keyprefix watch), act on events
 (as hints checked against KV), retry failed sync prefetches, scrub copies, expire
-tombstones.  The decisions themselves are pure functions in reconcile.py.
+tombstones.  The decisions themselves are pure functions in reconcile.py, the same for
+one name as for all of them.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 
@@ -15,15 +18,18 @@ from ..consul.agent import HolderService
 from ..consul.client import ConsulUnavailable
 from ..consul.kv import ObjectsKV
 from ..errors import Deleted, TuggleError
-from ..objects import syncfilter
+from ..objects import changelog, syncfilter
 from ..objects.metadata import ObjectMeta, SyncSpec
 from ..objects.names import object_id as object_id_of
+from .changes import Cursor, Position
 from .copies import Copies
 from .fetcher import Fetcher
 from .reconcile import LocalCopy, evidence_of_removal, plan
 from .store import LocalStore
 
 log = logging.getLogger(__name__)
+
+LIST_EVERY = 5.0  # seconds: the most often an unknown object id in an event makes us list all objects
 
 
 class Keeper:
@@ -40,6 +46,10 @@ class Keeper:
         self.bad_entries: list[tuple[str, str]] = []
         self._sync_retries: dict[str, int] = {}  # version -> failed sync prefetches
         self.stop = threading.Event()
+        self.cursor = Cursor(store.state)
+        self._changes_lock = threading.RLock()  # one change-log delivery at a time
+        self._names: dict[str, str] = {}  # object id -> name, for events
+        self._listed_at = -LIST_EVERY
 
     def attach(self, fetcher: Fetcher) -> None:
         self.fetcher = fetcher
@@ -48,17 +58,41 @@ class Keeper:
         """The node/service/tag rules Consul applies to filtered events (Go RE2, match anywhere)."""
         return syncfilter.matches(sync.node, sync.service, sync.tag, self.name, self.cfg.namespace, self.service.tags)
 
-    def reconcile(self, register: bool = False) -> dict:
-        """Make the node agree with KV: drop copies Consul proves gone, keep the rest
-        (advertising those KV knows, keeping the others as orphans), prefetch sync targets."""
+    def reconcile(self, register: bool = False, position: Position | None = None) -> dict:
+        """Make the node agree with all of KV: drop copies Consul proves gone, keep the rest
+        (advertising those KV knows, keeping the others as orphans), prefetch sync targets.
+        `position`: where the change-log stood before this call (read here when not given);
+        once done, every change up to there is applied, and the cursor says so."""
+        if position is None and self.cfg.kv_watch == "changes":
+            position = self._log_position()
+        result = self._reconcile(None, register)
+        if position is not None:
+            self.cursor.advance(position)
+        return result
+
+    def reconcile_names(self, names: set[str]) -> dict:
+        """reconcile() for these names only: their metadata and tombstones are read one by
+        one, and the same decisions (reconcile.plan) apply to them alone."""
+        return self._reconcile(names)
+
+    def _reconcile(self, names: set[str] | None, register: bool = False) -> dict:
         with self.store.lock:
             listed_at = time.time()
-            listing = self.kv.list()
-            tombstones = self.kv.tombstones()
-            active = {d.meta.name: d for d in self.fetcher.snapshot()}
+            bad: list[tuple[str, str]] | None = None
+            if names is None:
+                listing = self.kv.list()
+                metas, bad = listing.metas, listing.bad
+                tombstones = self.kv.tombstones()
+            else:
+                metas = {n: m for n in sorted(names) if (m := self.kv.get(n)) is not None}
+                tombstones = {}
+                for n in sorted(names):
+                    tombstones.update(self.kv.tombstones(n))
+            self._learn_names(metas)
+            active = {d.meta.name: d for d in self.fetcher.snapshot() if names is None or d.meta.name in names}
             local: dict[str, LocalCopy] = {}
             for name in sorted(set(self.store.names()) | set(self.store.sidecar_names())):
-                if name in active:
+                if name in active or (names is not None and name not in names):
                     continue  # a fetch in progress owns this name until its hooks ran and it tagged
                 obj = self.store.get(name)
                 if obj is not None:
@@ -68,7 +102,7 @@ class Keeper:
                     self.copies.drop(name, self.store.sidecar_meta(name), "its file is missing or damaged")
             p = plan(
                 local,
-                listing.metas,
+                metas,
                 tombstones,
                 fetching={n: d.meta.version for n, d in active.items()},
                 fetching_before={n: d.meta.version for n, d in active.items() if d.started_at < listed_at},
@@ -81,25 +115,87 @@ class Keeper:
                 self.fetcher.cancel(name)
                 log.info("cancelled the fetch of %s: %s", name, why)
             orphans = {c.name: why for c, why in p.orphans}
+            if names is not None:  # the other names' orphans stay what the last full reconcile found
+                orphans = {n: w for n, w in self.copies.orphans.items() if n not in names} | orphans
             self.copies.set_orphans(orphans)
             for c, _ in p.orphans:
-                self.service.remove(object_id_of(c.name))
-        self._report_bad(listing.bad)
-        tags = set() if self.cfg.fetch_only else {m.id for m in p.keep}
-        if register:
-            self.service.register(tags)
-        else:
-            self.service.add(*tags)  # a no-op (no catalog write) when nothing is missing
-            if self.service.ensure_registered():
-                log.warning("the local Consul agent had lost our service registration; registered again")
+                self.copies.withdraw_version(c.name, c.version)
+        if bad is not None:
+            self._report_bad(bad)
+        self.copies.advertise_kept(p.keep, start=register)  # a no-op (no write) when nothing is missing
+        if not register and self.service.ensure_registered():
+            log.warning("the local Consul agent had lost our service registration; registered again")
         started = [m.name for m in p.prefetch if self.fetcher.prefetch(m)]
-        self._expire_tombstones()
+        if names is None:
+            self._expire_tombstones()
         return {
             "kept": len(p.keep),
             "dropped": [n for n, _ in p.drop],
             "orphans": sorted(orphans),
             "prefetching": started,
         }
+
+    # -- the change-log -----------------------------------------------------
+    def _log_position(self) -> Position | None:
+        """Where the change-log stands now; None when it is absent, unreadable or malformed."""
+        try:
+            raw, _, created = self.kv.changes()
+        except ConsulUnavailable as exc:
+            log.debug("change-log not read: %s", exc)
+            return None
+        changes = changelog.parse(raw)
+        return Position(created, changes[-1].seq) if changes else None
+
+    def apply_changes(self, raw: bytes | None, created: int) -> dict:
+        """A change-log watch delivery (the log's value and its key's CreateIndex): reconcile
+        the names changed since the last applied entry; when that cannot be known (first
+        run, another or restarted log, a gap, a malformed value), reconcile everything."""
+        with self._changes_lock:
+            changes = changelog.parse(raw)
+            if changes is None:
+                why = "no change-log in Consul" if raw is None else "the change-log is malformed"
+                log.info("%s: reconciling with all of KV", why)
+                return {"full_reconcile": why, **self.reconcile()}
+            newest = Position(created, changes[-1].seq)
+            at = self.cursor.load()
+            todo = None if at is None or at.log != created else changelog.pending(changes, at.seq)
+            if todo is None:
+                why = "no earlier position" if at is None else "changes were missed since the last one applied"
+                log.info("change-log at %d: %s; reconciling with all of KV", newest.seq, why)
+                return {"full_reconcile": why, **self.reconcile(position=newest)}
+            result = self.reconcile_names({c.name for c in todo}) if todo else {}
+            self.cursor.advance(newest)
+            return {"applied": [f"{c.seq} {c.op} {c.name}" for c in todo], **result}
+
+    def _learn_names(self, metas: dict[str, ObjectMeta]) -> None:
+        for name in metas:
+            self._names[object_id_of(name)] = name
+
+    def name_of(self, object_id: str) -> str | None:
+        """The name of an object id (events carry ids: Go tuggle's format), from what this
+        node has seen; on a miss, the change-log, then -- at most every LIST_EVERY
+        seconds, so forged ids cannot make every event a full read -- the whole listing."""
+        if object_id in self._names:
+            return self._names[object_id]
+        if self.cfg.kv_watch == "changes":
+            raw, _, _ = self.kv.changes()
+            for c in changelog.parse(raw) or []:
+                self._names[object_id_of(c.name)] = c.name
+            if object_id in self._names:
+                return self._names[object_id]
+        if time.monotonic() - self._listed_at >= LIST_EVERY:
+            self._listed_at = time.monotonic()
+            self._learn_names(self.kv.list().metas)
+        return self._names.get(object_id)
+
+    def full_reconcile_loop(self) -> None:
+        """The safety net under the watch: reconcile with all of KV every
+        full_reconcile_interval (+-10 %, so a fleet's nodes do not read KV in step)."""
+        while not self.stop.wait(self.cfg.full_reconcile_interval * random.uniform(0.9, 1.1)):
+            try:
+                self.reconcile()
+            except ConsulUnavailable as exc:
+                log.warning("periodic full reconcile skipped: %s", exc)
 
     def _report_bad(self, bad: list[tuple[str, str]]) -> None:
         new = [b for b in bad if b not in self.bad_entries]
@@ -138,7 +234,10 @@ class Keeper:
                 else:
                     out.append(f"{name}: held here in another version: kept")
             return "; ".join(out)
-        meta = next((m for m in self.kv.list().metas.values() if m.id == object_id), None)
+        named = self.name_of(object_id)
+        if named is None:
+            return "unknown object id (no object of that id seen here): left to the KV watch"
+        meta = self.kv.get(named)
         if meta is None or meta.version != version:
             return "stale: Consul no longer holds that version"
         local = self.store.get(meta.name)

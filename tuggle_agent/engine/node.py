@@ -5,11 +5,12 @@ that owns it:
 
   reads   GET for clients and peers                   engine/reads.py
   writes  PUT, DELETE, ?sync, adopt                    engine/writes.py
-  keeper  reconcile, events, sync retries, scrub      engine/keeper.py (decisions: reconcile.py)
+  keeper  reconcile, change-log, events, sync        engine/keeper.py (decisions: reconcile.py)
+          retries, scrub
   fetcher one FetchJob per fetch, sources policy      engine/fetcher.py, sources.py
-  copies  bytes on disk (store) and holder tags       engine/copies.py, store.py
+  copies  bytes on disk (store) and holder keys       engine/copies.py, store.py
   rollout cluster-wide ?status, holder counts         engine/rollout.py
-  Consul  objects KV, holder service, holders, relay  consul/
+  Consul  objects KV, service, holder index, relay   consul/
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from .. import metrics
 from ..config import Config
 from ..consul.agent import HolderService
 from ..consul.client import ConsulUnavailable, make_client_from
-from ..consul.health import HolderFinder
+from ..consul.holders import HolderIndex
 from ..consul.keys import Keys
 from ..consul.kv import ObjectsKV
 from ..consul.relay import RelayRegistry
@@ -38,7 +39,7 @@ from .fetcher import FetchDeps, Fetcher
 from .keeper import Keeper
 from .peer import PeerClient
 from .ratelimit import TokenBucket
-from .reads import Opened, Reads
+from .reads import Lease, Opened, PeerFile, Reads
 from .rollout import Rollout
 from .sources import SourcePolicy
 from .store import LocalStore
@@ -64,20 +65,32 @@ def _wait_for_consul(service: HolderService, timeout: float) -> str:
 
 
 class Node:
-    def __init__(self, cfg: Config, name: str, service: HolderService, client, store: LocalStore):
-        """Use Node.start(cfg): it finds our name in Consul first, so every part is complete."""
+    def __init__(
+        self,
+        cfg: Config,
+        name: str,
+        service: HolderService,
+        client,
+        store: LocalStore,
+        address: str,
+        watch_client=None,
+    ):
+        """Use Node.start(cfg): it finds our name and address in Consul first, so every
+        part is complete."""
         self.cfg = cfg
         self.name = name
         self.service = service
         self.store = store
         keys = Keys(cfg.namespace)
         kv = ObjectsKV(client, cfg.namespace)
-        self.copies = Copies(cfg, store, service, name)
+        self.holders = HolderIndex(
+            client, keys, service, name, address, cfg.port, tags=cfg.holder_tags, watch_client=watch_client
+        )
+        self.copies = Copies(cfg, store, self.holders, name)
         self.keeper = Keeper(cfg, name, kv, store, self.copies, service)
         # Our sessions die with our HTTP check as well as with the node (see session.py).
         checks = ["serfHealth", f"service:{cfg.namespace}"]
-        finder = HolderFinder(client, cfg.namespace)
-        self.disk = Disk(cfg, name, store, self.copies, kv, finder, self.keeper.sync_applies)
+        self.disk = Disk(cfg, name, store, self.copies, kv, self.holders, self.keeper.sync_applies)
         self.fetcher = Fetcher(
             FetchDeps(
                 cfg=cfg,
@@ -85,8 +98,8 @@ class Node:
                 store=store,
                 copies=self.copies,
                 kv=kv,
-                finder=finder,
-                relay=RelayRegistry(client, keys),
+                finder=self.holders,
+                relay=RelayRegistry(client, keys, address, cfg.port),
                 peer=PeerClient(name, cfg.stall_timeout, cfg.min_source_rate),
                 policy=SourcePolicy(cfg.nearest),
                 bucket=TokenBucket(cfg.fetch_rate),
@@ -101,8 +114,8 @@ class Node:
         self.disk.attach(self.fetcher.snapshot)
         self.reads = Reads(cfg, name, kv, self.copies, self.fetcher, self.disk)
         self.writes = Writes(cfg, name, client, kv, store, self.copies, self.keeper)
-        self.rollout = Rollout(cfg, name, client, kv, self.status)
-        self.console = Console(client, cfg.namespace, kv)  # the web console's data (front/ui.py)
+        self.rollout = Rollout(cfg, name, client, kv, self.holders, self.status)
+        self.console = Console(client, cfg.namespace, kv, self.holders)  # the web console's data (front/ui.py)
 
     @classmethod
     def start(cls, cfg: Config, store: LocalStore | None = None) -> Node:
@@ -111,18 +124,24 @@ class Node:
             client, cfg.namespace, cfg.port, cfg.advertise_address, cfg.check_interval, cfg.check_timeout
         )
         name = _wait_for_consul(service, cfg.consul_start_timeout)
+        address = service.reachable_address()
         store = store or LocalStore(cfg.data_dir)
         removed = store.clean_temp()
         if removed:
             log.info("removed %d leftover temp files of an earlier run", removed)
-        node = cls(cfg, name, service, client, store)
+        # The holder session's watch blocks up to a minute (+ Consul's jitter).
+        node = cls(cfg, name, service, client, store, address, make_client_from(cfg, timeout=90.0))
         node.keeper.reconcile(register=True)
+        if not cfg.fetch_only:
+            node.holders.start()
         try:
             node.rollout.announce()
         except ConsulUnavailable as exc:  # only ?status's "down" for this node depends on it
             log.warning("%s", exc)
         if cfg.scrub_interval:
             threading.Thread(target=node.keeper.scrub_loop, name="scrub", daemon=True).start()
+        if cfg.full_reconcile_interval:
+            threading.Thread(target=node.keeper.full_reconcile_loop, name="full-reconcile", daemon=True).start()
         threading.Thread(target=node.disk.loop, args=(node.keeper.stop,), name="evict", daemon=True).start()
         return node
 
@@ -152,7 +171,7 @@ class Node:
 
     def open_for_peer(
         self, name: str, bounds: Callable[[int], tuple[int, int]]
-    ) -> tuple[ObjectMeta, tuple[int, int], Iterator[bytes]]:
+    ) -> tuple[ObjectMeta, tuple[int, int], Lease | PeerFile]:
         return self.reads.open_for_peer(name, bounds)
 
     def listing(self) -> list[ObjectMeta]:
@@ -172,6 +191,9 @@ class Node:
 
     def reconcile(self) -> dict:
         return self.keeper.reconcile()
+
+    def apply_changes(self, raw: bytes | None, created: int) -> dict:
+        return self.keeper.apply_changes(raw, created)
 
     def on_event(self, verb: str, object_id: str, version: str) -> str:
         return self.keeper.on_event(verb, object_id, version)
@@ -224,6 +246,7 @@ class Node:
         return {
             "node": self.name,
             "fetch_only": self.cfg.fetch_only,
+            "advertising": self.holders.advertising(),
             "relay": self.cfg.relay,
             "served_to_peers": int(metrics.REGISTRY.get_sample_value("tuggle_served_to_peers_bytes_total") or 0),
             "objects": local,
@@ -239,6 +262,7 @@ class Node:
         self.keeper.stop.set()
         self.fetcher.cancel_all()
         self.disk.reads.save()
+        self.holders.close()  # our holder keys go at once, before the service's check does
         try:
             self.service.deregister()
         except ConsulUnavailable as exc:

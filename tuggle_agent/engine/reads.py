@@ -24,7 +24,7 @@ from ..objects.metadata import ObjectMeta
 from ..objects.names import check_name
 from .copies import Copies
 from .disk import Disk
-from .download import Download
+from .download import Download, Span, pread_span, pread_spans
 from .fetcher import Fetcher
 from .ratelimit import TokenBucket
 
@@ -50,6 +50,14 @@ class Opened:
         return Lease(chunks, release) if release is not None else chunks
 
 
+def _close_then(iterator: Iterator, release: Callable[[], None]) -> None:
+    """End a body: close its iterator (a generator's finally closes its files), then release."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
+    release()
+
+
 class Lease:
     """Iterates `chunks` holding a slot, released exactly once: when the chunks are done or
     when the server closes the body (a client gone early; a generator never started would
@@ -72,10 +80,47 @@ class Lease:
     def close(self) -> None:
         release, self._release = self._release, None
         if release is not None:
-            close = getattr(self._chunks, "close", None)
-            if close is not None:
-                close()
-            release()
+            _close_then(self._chunks, release)
+
+
+# Spans of a complete copy sent to a peer at once with sendfile() (no serve_rate): large,
+# so one send covers many MiB; the server loops until each is sent.
+SEND_SPAN = 8 << 20
+
+
+class PeerFile:
+    """A peer's body: bytes of a local copy or of a fetch in progress as spans of open
+    files, which the HTTP server sends with sendfile() (`sendfile_spans`, front/server.py);
+    any other server reads them (`read`).  The peer slot (and the read of a local copy) is
+    released exactly once: when the server closes the body, sent or not.  `tell()` is the
+    object offset reached, so the access log counts the bytes sent."""
+
+    def __init__(self, spans: Iterator[Span], start: int, release: Callable[[], None]):
+        self._spans = spans
+        self._pos = start
+        self._release: Callable[[], None] | None = release
+
+    def sendfile_spans(self) -> Iterator[Span]:
+        for fd, offset, count in self._spans:
+            yield fd, offset, count
+            self._pos = offset + count  # resumed: the server sent it
+
+    def read(self, size: int = -1) -> bytes:
+        """The next span's bytes (its size is the engine's, whatever `size` asks), b"" at the end."""
+        span = next(self._spans, None)
+        if span is None:
+            return b""
+        data = pread_span(span)
+        self._pos += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            _close_then(self._spans, release)
 
 
 class Reads:
@@ -114,7 +159,7 @@ class Reads:
 
     def open_for_peer(
         self, name: str, bounds: Callable[[int], tuple[int, int]]
-    ) -> tuple[ObjectMeta, tuple[int, int], Iterator[bytes]]:
+    ) -> tuple[ObjectMeta, tuple[int, int], Lease | PeerFile]:
         """For a peer: the bytes `bounds(size)` gives, from local bytes only -- a complete copy,
         or with pipelined relay the verified part of a fetch in progress -- never by starting
         a fetch.  Holds one of `max_serving_peers` slots until the body is done or closed."""
@@ -135,13 +180,18 @@ class Reads:
                 f"{self.name} is already serving {self.cfg.max_serving_peers} peers (max_serving_peers); "
                 "try another holder"
             )
+        release = self._released(reading)
+        if local is not None and (start, end) == (0, meta.size) and self.cfg.verify_on_serve:
+            chunks = pread_spans(self._paced(self._file_spans(local.path, start, end, 256 * 1024)))
+            return meta, (start, end), Lease(self._verified(chunks, meta), release)
+        # A rate-limited node sends small spans, so its bucket paces them as finely as before.
+        most = SEND_SPAN if not self.serve_bucket.rate else 64 * 1024
         if local is not None:
-            whole = (start, end) == (0, meta.size) and self.cfg.verify_on_serve
-            chunks = self._file_bytes(local.path, meta, start, end, whole)
+            spans = self._file_spans(local.path, start, end, most)
         else:
             assert d is not None
-            chunks = d.read(start, end)
-        return meta, (start, end), Lease(self._to_peer(chunks), self._released(reading))
+            spans = d.spans(start, end, most)
+        return meta, (start, end), PeerFile(self._paced(spans), start, release)
 
     def _released(self, reading: Callable[[], None] | None) -> Callable[[], None]:
         """A peer's slot release, which also ends its read of a local copy (disk.py)."""
@@ -153,27 +203,28 @@ class Reads:
 
         return release
 
-    def _file_bytes(self, path: Path, meta: ObjectMeta, start: int, end: int, verify: bool) -> Iterator[bytes]:
-        """A whole read re-checks our copy on the way (a peer verifies too, but a bad copy
-        must stop being advertised at once, not after every peer has tried it)."""
-        h = hashlib.sha256()
+    @staticmethod
+    def _file_spans(path: Path, start: int, end: int, most: int) -> Iterator[Span]:
         with open(path, "rb") as f:
-            f.seek(start)
-            pos = start
-            while pos < end and (block := f.read(min(256 * 1024, end - pos))):
-                pos += len(block)
-                if verify:
-                    h.update(block)
-                yield block
-        if verify and h.hexdigest() != meta.sha256:
+            for pos in range(start, end, most):
+                yield f.fileno(), pos, min(most, end - pos)
+
+    def _verified(self, chunks: Iterator[bytes], meta: ObjectMeta) -> Iterator[bytes]:
+        """verify_on_serve: a whole read re-checks our copy on the way (a peer verifies too, but
+        a bad copy must stop being advertised at once, not after every peer has tried it)."""
+        h = hashlib.sha256()
+        for block in chunks:
+            h.update(block)
+            yield block
+        if h.hexdigest() != meta.sha256:
             self.copies.quarantine(meta, "its bytes no longer match their SHA-256 (changed on disk?)")
 
-    def _to_peer(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        """Bytes for peers pass the node-wide serve_rate bucket."""
-        for block in chunks:
-            self.serve_bucket.take(len(block))
-            metrics.SERVED_BYTES.inc(len(block))
-            yield block
+    def _paced(self, spans: Iterator[Span]) -> Iterator[Span]:
+        """Spans for peers pass the node-wide serve_rate bucket."""
+        for span in spans:
+            self.serve_bucket.take(span[2])
+            metrics.SERVED_BYTES.inc(span[2])
+            yield span
 
     def listing(self) -> list[ObjectMeta]:
         return sorted(self.kv.list().metas.values(), key=lambda m: m.name)

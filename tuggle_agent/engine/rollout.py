@@ -9,7 +9,8 @@ A node's state, first match wins:
   down         its tuggle service has a check that is not passing, or it ran tuggle-agent
                (`<ns>.nodes/<node>`) and its service is not registered any more
   hook_failed  its post_download hook failed for this version (`<ns>.status/...`)
-  complete     passing and tagged as a holder
+  complete     passing and a holder (its key `<ns>.holders/<name>/<version>/<node>`, or its
+               tag with holder_tags)
   fetching     a relay entry (partial holder) or its /_tuggle/status lists the fetch
   missing      anything else: not holding it, reason unknown
 """
@@ -17,13 +18,13 @@ A node's state, first match wins:
 from __future__ import annotations
 
 import concurrent.futures
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import requests
 
 from ..config import Config
+from ..consul.holders import HolderIndex
 from ..consul.kv import ObjectsKV
 from ..consul.rollout import RolloutView
 from ..errors import NotFound
@@ -88,6 +89,7 @@ def sync_matcher(sync: SyncSpec | None, service: str) -> Callable[[str, list[str
 def assemble(
     meta: ObjectMeta,
     instances: Iterable[dict],
+    holders: Iterable[str],
     members: Iterable[str],
     consul_nodes: Iterable[str],
     relay_nodes: Iterable[str],
@@ -97,7 +99,8 @@ def assemble(
 ) -> dict:
     """The ?status JSON of `meta`.
 
-    instances: health/service/<ns> rows (every instance, with its checks); members: nodes
+    instances: health/service/<ns> rows (every instance, with its checks); holders: nodes
+    holding this version (holder index); members: nodes
     that ran tuggle-agent (`<ns>.nodes/`), shown only while their Consul node is in the
     catalog (`consul_nodes`); relay_nodes: partial holders of this version; records:
     `<ns>.status/<name>/<version>/<node>` values by node; node_status: see NodeStatus;
@@ -106,6 +109,7 @@ def assemble(
     known = set(consul_nodes)
     nodes = sorted(set(by_node) | {m for m in members if m in known})
     relay = set(relay_nodes)
+    holding = set(holders)
     rows = []
     targets = []
     for node in nodes:
@@ -114,7 +118,16 @@ def assemble(
         if targeted(node, tags):
             targets.append(node)
         rows.append(
-            _row(meta, node, instance, node in relay, records.get(node), node_status.get(node), node in targets)
+            _row(
+                meta,
+                node,
+                instance,
+                node in holding,
+                node in relay,
+                records.get(node),
+                node_status.get(node),
+                node in targets,
+            )
         )
     complete = {r["node"] for r in rows if r["state"] == "complete"}
     sync = meta.sync
@@ -141,6 +154,7 @@ def _row(
     meta: ObjectMeta,
     node: str,
     instance: dict | None,
+    holder: bool,
     relaying: bool,
     record: dict | None,
     status: dict | str | None,
@@ -159,7 +173,6 @@ def _row(
         row.update(state="down", detail="tuggle-agent is not registered in Consul on this node (stopped?)")
         return row
     passing, why = _health(instance)
-    holder = meta.id in _tags(instance)
     fetch = _fetch_of(status, meta)
     row["passing"] = passing
     if not passing:
@@ -196,11 +209,15 @@ def _row(
     return row
 
 
-def with_holders(metas: Iterable[ObjectMeta], passing_instances: Iterable[dict]) -> list[dict]:
-    """GET / entries: each object's metadata, then `holders` (passing instances tagged with
-    its id) and `no_passing_holder` -- new keys go last, Go tuggle readers ignore them."""
-    counts = Counter(tag for i in passing_instances for tag in set(_tags(i)))
-    return [{**m.to_dict(), "holders": counts[m.id], "no_passing_holder": counts[m.id] == 0} for m in metas]
+def with_holders(metas: Iterable[ObjectMeta], holders: Mapping[str, Iterable[str]]) -> list[dict]:
+    """GET / entries: each object's metadata, then `holders` (how many passing nodes hold
+    its version; `holders` gives their names by object name) and `no_passing_holder` --
+    new keys go last, Go tuggle readers ignore them."""
+    out = []
+    for m in metas:
+        count = len(set(holders.get(m.name, ())))
+        out.append({**m.to_dict(), "holders": count, "no_passing_holder": count == 0})
+    return out
 
 
 class Rollout:
@@ -212,12 +229,14 @@ class Rollout:
         node: str,
         client,
         kv: ObjectsKV,
+        holders: HolderIndex,
         local_status: Callable[[], dict],
         peer_timeout: float = 2.0,
     ):
         self.cfg = cfg
         self.node = node
         self.kv = kv
+        self.holders = holders
         self.view = RolloutView(client, kv.keys)
         self.local_status = local_status
         self.peer_timeout = peer_timeout
@@ -226,32 +245,35 @@ class Rollout:
         self.view.announce(self.node, self.cfg.advertise_address, self.cfg.port)
 
     def listing(self, metas: Iterable[ObjectMeta]) -> list[dict]:
-        return with_holders(metas, self.view.instances(passing=True))
+        metas = list(metas)
+        return with_holders(metas, self.holders.all_nodes((m.name, m.version) for m in metas))
 
     def status(self, name: str) -> dict:
         meta = self.kv.get(check_name(name))
         if meta is None:
             raise NotFound(f"{name} not found")
         instances = self.view.instances()
+        holders = self.holders.nodes_of(meta.name, meta.version)
         members = self.view.members()
         consul_nodes = self.view.consul_nodes() if members - {_node_of(i) for i in instances} else set()
         return assemble(
             meta,
             instances,
+            holders,
             members,
             consul_nodes,
             self.view.relay_nodes(meta.name, meta.version),
             self.view.node_records(meta.name, meta.version),
-            self._node_statuses(meta, instances),
+            self._node_statuses(instances, holders),
             sync_matcher(meta.sync, self.cfg.namespace),
         )
 
-    def _node_statuses(self, meta: ObjectMeta, instances: list[dict]) -> dict[str, dict | str]:
+    def _node_statuses(self, instances: list[dict], holders: set[str]) -> dict[str, dict | str]:
         """/_tuggle/status of every passing node that is not a holder yet (ours directly)."""
         urls = {}
         for i in instances:
             node = _node_of(i)
-            if meta.id in _tags(i) or not _health(i)[0]:
+            if node in holders or not _health(i)[0]:
                 continue
             svc = i.get("Service") or {}
             address = svc.get("Address") or (i.get("Node") or {}).get("Address") or ""

@@ -20,7 +20,7 @@ from ..consul.kv import ObjectsKV
 from ..errors import Exists, FetchOnly, Invalid, NoSpace, NotFound, TooLarge
 from ..objects.metadata import ObjectMeta, PieceList, SyncSpec, piece_size_for
 from ..objects.names import check_name
-from ..objects.verify import Digester
+from ..objects.verify import BackgroundDigester, Digester
 from .copies import Copies
 from .keeper import Keeper
 from .progress import Progress
@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 
 
 class Readable(Protocol):
-    """An upload body: the request's input stream."""
+    """An upload body: the request's input stream.  readinto fills the buffer unless the
+    body ends first, and returns 0 at its end."""
 
-    def read(self, n: int = -1, /) -> bytes: ...
+    def readinto(self, b: bytearray, /) -> int: ...
 
 
 class Writes:
@@ -66,30 +67,31 @@ class Writes:
         the object is marked for prefetch in the same KV write that creates it."""
         self.check_upload(name, length)
         piece = piece_size_for(length if length is not None else self.cfg.max_upload_size)
-        digester = Digester(piece)
         temp, f = self.store.temp_file(name, "upload")
         try:
-            with f:
+            with f, BackgroundDigester(Digester(piece, self.cfg.piece_digest)) as digester:
                 progress = Progress(log, f"receiving {name}", length, self.cfg.progress_interval)
                 while True:
                     want = 1 << 20 if length is None else min(1 << 20, length - digester.size)
                     if want <= 0:
                         break
-                    block = body.read(want)
-                    if not block:
+                    buf = bytearray(want)  # a new one each time: the digest thread holds the last ones
+                    n = body.readinto(buf)
+                    if not n:
                         break
+                    block = memoryview(buf)[:n]
                     if digester.size + len(block) > self.cfg.max_upload_size:
                         raise TooLarge(
                             f"{name}: more than max_upload_size ({self.cfg.max_upload_size} bytes); nothing stored"
                         )
+                    digester.update(block)  # hashed by its thread while we write it
                     f.write(block)
-                    digester.update(block)
                     progress.update(digester.size)
                 if length is not None and digester.size < length:
                     raise Invalid(f"upload of {name} truncated: got {digester.size} of {length} bytes; nothing stored")
                 f.flush()
                 os.fsync(f.fileno())
-            sha, digests = digester.finish()
+                sha, digests = digester.finish()
             meta = ObjectMeta(
                 name=name, size=digester.size, sha256=sha, content_type=content_type, piece_size=piece, sync=sync
             )
@@ -98,7 +100,7 @@ class Writes:
             except ValueError as exc:
                 raise Invalid(f"{name}: {exc}; nothing stored") from None
             with self.store.lock:
-                if not self.kv.create(meta, PieceList(piece, digests)):
+                if not self.kv.create(meta, PieceList(piece, digests, self.cfg.piece_digest)):
                     raise Exists(f"{name} already exists (created concurrently); nothing changed")
                 try:
                     self.store.commit(temp, meta, self.name)
@@ -187,7 +189,7 @@ class Writes:
         meta = local.meta
         if self.kv.has_tombstone(name, meta.version):
             return "not adopted: this version was deleted explicitly (tombstone in Consul)"
-        digester = Digester(meta.piece_size)
+        digester = Digester(meta.piece_size, self.cfg.piece_digest)
         with open(local.path, "rb") as f:
             while block := f.read(1 << 20):
                 digester.update(block)
@@ -197,7 +199,7 @@ class Writes:
             return "not adopted: the local copy is corrupt (removed)"
         with self.store.lock:
             current = self.kv.get(name)
-            if current is None and self.kv.create(meta, PieceList(meta.piece_size, digests)):
+            if current is None and self.kv.create(meta, PieceList(meta.piece_size, digests, digester.algorithm)):
                 result = "published again from this node's copy"
             else:
                 current = self.kv.get(name)

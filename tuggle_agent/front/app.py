@@ -29,10 +29,12 @@ from werkzeug.http import parse_range_header
 from werkzeug.routing import Map, Rule
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
+from werkzeug.wsgi import wrap_file
 
 from .. import metrics
 from ..engine.node import Node
 from ..engine.peer import INTERNAL_HEADER, content_range
+from ..engine.reads import PeerFile
 from ..errors import (
     BadSources,
     Busy,
@@ -125,6 +127,19 @@ class Body:
     def read(self, n: int = -1) -> bytes:
         try:
             return self.stream.read(n)
+        except ValueError as exc:
+            raise Invalid(f"malformed request body ({exc}); nothing stored") from None
+
+    def readinto(self, b: bytearray) -> int:
+        """Fills `b` unless the body ends first; 0 at its end.  Straight into `b` when the
+        server's stream can (front/server.py KnownLengthBody), else through read()."""
+        readinto = getattr(self.stream, "readinto", None)
+        if readinto is None:
+            data = self.read(len(b))
+            b[: len(data)] = data
+            return len(data)
+        try:
+            return readinto(b)
         except ValueError as exc:
             raise Invalid(f"malformed request body ({exc}); nothing stored") from None
 
@@ -314,6 +329,11 @@ class TuggleApp:
 
     def to_peer(self, req: Request, name: str) -> Response:
         meta, (start, end), body = self.node.open_for_peer(name, lambda size: self.byte_range(req, size))
+        if req.method == "HEAD":
+            body.close()  # no body is sent: give back the peer slot now
+        elif isinstance(body, PeerFile):
+            # Spans of open files: our server's file_wrapper sends them with sendfile().
+            return self.ranged(meta, start, end, req, wrap_file(req.environ, body))  # type: ignore[arg-type]
         return self.ranged(meta, start, end, req, body)
 
     @staticmethod

@@ -10,7 +10,8 @@ maintained) hands the application the socket as `wsgi.input` as soon as the head
 are in, and its selector keeps idle keep-alive connections without a thread.
 Measured in one run on this machine (README "Reliability", bench/server_bench.py).
 
-The extensions (each a few lines over a documented cheroot hook):
+The extensions (each a few lines over a documented cheroot hook), and `wsgi.input` with
+`readinto()` for bodies with a Content-Length (KnownLengthBody):
 
 1. No drain on refusal (`Request.send_headers`).  cheroot reads the rest of an unread
    body before answering so it can keep the connection; for more than 64 KiB we close
@@ -24,7 +25,9 @@ The extensions (each a few lines over a documented cheroot hook):
    `idle_timeout` as deadline), so 300 half-open or half-sent connections hold no
    thread and /?ping keeps answering.
 4. sendfile (`Gateway.respond`): `wsgi.file_wrapper` sends local files with
-   socket.sendfile(), zero-copy, so a local GET keeps pace with nginx.
+   socket.sendfile(), zero-copy, so a local GET keeps pace with nginx; a wrapped object
+   with `sendfile_spans()` (a peer's body, engine/reads.py PeerFile) is sent span by span
+   with os.sendfile() -- spans of a fetch in progress as they are verified.
 
 The socket is bound by `make_server` (prepare), before the node joins Consul: a busy
 port fails `serve` before anything is registered.  Until the node is built, requests
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import select
 import selectors
 import socket
@@ -89,6 +93,28 @@ class FileWrapper:
             self.filelike.close()
 
 
+def send_span(sock: socket.socket, fd: int, offset: int, count: int) -> None:
+    """sendfile() `count` bytes of `fd` from `offset` (socket.sendfile()'s loop, for an fd
+    that is not a file object); OSError if the socket stays unwritable for its timeout or
+    the file is shorter than the span."""
+    timeout = sock.gettimeout()
+    poller = None
+    while count:
+        try:
+            sent = os.sendfile(sock.fileno(), fd, offset, count)
+        except BlockingIOError:  # a socket with a timeout is non-blocking underneath
+            if poller is None:
+                poller = select.poll()
+                poller.register(sock, select.POLLOUT)
+            if not poller.poll(None if timeout is None else timeout * 1000):
+                raise TimeoutError("the peer stopped reading") from None
+            continue
+        if sent == 0:
+            raise OSError(f"file ended {count} bytes before the span it was to send")
+        offset += sent
+        count -= sent
+
+
 class Request(cserver.HTTPRequest):
     def send_headers(self):
         if self.chunked_read:
@@ -124,8 +150,35 @@ class Connection(cserver.HTTPConnection):
         super().close()
 
 
+class KnownLengthBody(cserver.KnownLengthRFile):
+    """wsgi.input of a body with a Content-Length, plus readinto(): straight from the socket
+    into the caller's buffer.  cheroot's connection reader is the pure-Python
+    _pyio.BufferedReader, whose read(n) zero-fills an n-byte buffer for every recv() and
+    then joins the pieces: on a PUT that cost more CPU than hashing it."""
+
+    def readinto(self, b) -> int:
+        """Fills `b` (up to the end of the body) unless the client stops sending."""
+        view = memoryview(b).cast("B")[: self.remaining]
+        rf = self.rfile  # what the headers' recv() brought of the body is in its buffer
+        n = min(len(view), len(rf._read_buf) - rf._read_pos)
+        view[:n] = rf._read_buf[rf._read_pos : rf._read_pos + n]
+        rf._read_pos += n
+        # Not rf.readinto: _pyio's mis-sizes its copy when it refills its buffer mid-call.
+        while n < len(view):
+            got = rf.raw.readinto(view[n:])
+            if not got:
+                break
+            n += got
+        rf.bytes_read += n
+        self.remaining -= n
+        return n
+
+
 class Gateway(cwsgi.Gateway_10):
     def get_environ(self):
+        req = self.req
+        if type(req.rfile) is cserver.KnownLengthRFile:  # set by HTTPRequest.respond()
+            req.rfile = KnownLengthBody(req.rfile.rfile, req.rfile.remaining)
         env = super().get_environ()
         env["wsgi.file_wrapper"] = FileWrapper
         return env
@@ -136,6 +189,12 @@ class Gateway(cwsgi.Gateway_10):
         try:
             if isinstance(response, FileWrapper) and self.remaining_bytes_out is not None and req.method != b"HEAD":
                 f = response.filelike
+                if hasattr(f, "sendfile_spans"):
+                    req.ensure_headers_sent()
+                    for fd, offset, count in f.sendfile_spans():
+                        send_span(req.conn.socket, fd, offset, count)
+                        self.remaining_bytes_out -= count
+                    return
                 if hasattr(f, "fileno"):
                     req.ensure_headers_sent()
                     sent = req.conn.socket.sendfile(f, f.tell(), self.remaining_bytes_out)

@@ -174,6 +174,12 @@ class Agent:
                 self.write_config()
                 self.start(wait=False)
         wait_until(lambda: self.cluster.passing(self.name), 15, what=f"{self.name}'s check to pass")
+        wait_until(self._advertising, 15, what=f"{self.name}'s holder session and keys")
+
+    def _advertising(self) -> bool:
+        """Its holder keys are in Consul (a session needs the check passing first)."""
+        status = requests.get(self.url + "/_tuggle/status", timeout=5).json()
+        return bool(status.get("advertising") or status.get("fetch_only"))
 
     def _signal(self, sig: int) -> None:
         assert self.proc is not None  # callers check self.running first
@@ -417,9 +423,14 @@ class TuggleCluster:
         return any(e["Node"]["Node"] == node for e in entries)
 
     def holders(self, name: str) -> set[str]:
-        """Nodes Consul lists as holders of `name` (tagged, whatever their check says)."""
-        _, entries = self.consul().health.service("tuggle", tag=object_id(name))
-        return {e["Node"]["Node"] for e in entries}
+        """Nodes Consul lists as holders of `name`, any version: a holder key held by a
+        session (it goes when the node's check turns critical), or a holder tag (with
+        holder_tags; a tag stays whatever the check says)."""
+        prefix = f"tuggle.holders/{name}/"
+        _, entries = self.consul().kv.get(prefix, recurse=True)
+        keyed = {e["Key"].rsplit("/", 1)[1] for e in entries or [] if e.get("Session")}
+        _, tagged = self.consul().health.service("tuggle", tag=object_id(name))
+        return keyed | {e["Node"]["Node"] for e in tagged}
 
     def logs(self) -> str:
         return "\n".join(f"===== {a.name} =====\n{a.log_tail()}" for a in self.agents)

@@ -2,8 +2,12 @@
 
 Two watches, both running `tuggle-agent handle-event --config <path>` (or, with
 `--handler http`, posting to the node's /_tuggle/watch: no process per firing):
-  keyprefix <ns>/   every metadata change: reconcile this node with KV (durable
-                    sync and delete; a node that was down catches up on its first run)
+  key <ns>.changes  (kv_watch: changes, the default) the change-log: the node reconciles
+                    the names changed since it last looked (durable sync and delete; a
+                    node that was down catches up on its first run); each change costs
+                    every node one small read, however many objects there are
+  keyprefix <ns>/   (kv_watch: keyprefix) every metadata change re-reads the whole
+                    prefix: for clusters with Go tuggle nodes, which write no change-log
   event <ns>        FETCH/DELETE user events: the fast path
 Only keys Consul knows are written (consul-semantics 2.1), so a real agent loads it.
 """
@@ -18,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from ..config import Config
+from ..consul.keys import Keys
 
 FILE_NAME = "tuggle-agent-watches.json"
 
@@ -53,12 +58,11 @@ def render(cfg: Config, config_path: str | os.PathLike, executable: str | None =
             "handler_type": "script",
             "args": [executable or agent_executable(), "handle-event", "--config", str(Path(config_path).absolute())],
         }
-    return {
-        "watches": [
-            {"type": "keyprefix", "prefix": f"{cfg.namespace}/", **how},
-            {"type": "event", "name": cfg.namespace, **how},
-        ]
-    }
+    if cfg.kv_watch == "keyprefix":
+        kv: dict = {"type": "keyprefix", "prefix": Keys(cfg.namespace).meta_prefix}
+    else:
+        kv = {"type": "key", "key": Keys(cfg.namespace).changes}
+    return {"watches": [{**kv, **how}, {"type": "event", "name": cfg.namespace, **how}]}
 
 
 def install(

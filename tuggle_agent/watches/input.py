@@ -1,7 +1,8 @@
 """What Consul's watches deliver, and remembering which events were handled.
 
-A watch result is JSON: a list of KV entries (keyprefix watch), a list of user events
-(event watch), or `null` (no keys under the prefix).  Consul re-delivers old events
+A watch result is JSON: one KV entry (the key watch on the change-log), a list of KV
+entries (keyprefix watch), a list of user events (event watch), or `null` (no such
+key, or no keys under the prefix).  Consul re-delivers old events
 (first run, reload, errors), so handled event IDs are persisted in the data dir under
 a file lock: a replayed event does nothing, even across restarts.
 Imports stay light: the `handle-event` script validates its stdin with this module.
@@ -22,12 +23,15 @@ class BadInput(ValueError):
 
 
 def classify(data) -> str:
-    """'kv', 'events' or 'empty' — or BadInput saying what was expected."""
+    """'changes', 'kv', 'events' or 'empty' — or BadInput saying what was expected."""
     if data is None:
-        return "kv"  # a keyprefix watch with no keys under the prefix
+        return "kv"  # no change-log key, or no keys under the prefix: reconcile with all of KV
+    if isinstance(data, dict) and "Key" in data and "ModifyIndex" in data:
+        return "changes"
     if not isinstance(data, list):
         raise BadInput(
-            f"expected a JSON list (Consul keyprefix or event watch output) or null, got {type(data).__name__}"
+            f"expected a KV entry, a JSON list (Consul key, keyprefix or event watch output) or null, "
+            f"got {type(data).__name__}"
         )
     if not data:
         return "empty"

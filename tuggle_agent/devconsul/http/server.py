@@ -139,6 +139,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         )
         resp = router().dispatch(req)
         agent.log.debug("%s %s -> %d", self.command, self.path, resp.status)
+        if agent.tally is not None:
+            agent.tally.record(self.headers.get("User-Agent", ""), self.command, req.path, len(body), len(resp.body))
         self._write(resp)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _handle

@@ -8,7 +8,7 @@ session's node; reads leave out the sessions of nodes without session:read.
 from __future__ import annotations
 
 from ..state.acl_rules import READ, WRITE
-from ..state.sessions import TOPIC
+from ..state.sessions import TOPIC, session_topic
 from ..state.store import Interest
 from .request import HTTPError, Request, Response, Routes
 
@@ -57,29 +57,30 @@ def session_renew(req: Request) -> Response:
     return Response.json([session])
 
 
-def _read(req: Request, **selector: str) -> Response:
+def _read(req: Request, interest: Interest, **selector: str) -> Response:
     sessions, authz = req.agent.sessions, req.authz
 
     def run():
         index, result, found = sessions.query(**selector)
         return index, req.visible(result, lambda s: authz.can("session", s["Node"], READ)), found
 
-    index, result = req.blocking_read(Interest.of(TOPIC), run)
+    index, result = req.blocking_read(interest, run)
     return Response.json(result, index=index, leader=True)
 
 
 @routes.add("/v1/session/info/", "GET")
 def session_info(req: Request) -> Response:
-    return _read(req, session_id=_session_id(req))
+    session_id = _session_id(req)
+    return _read(req, Interest.of(session_topic(session_id)), session_id=session_id)
 
 
 @routes.add("/v1/session/node/", "GET")
 def session_node(req: Request) -> Response:
     if not req.tail:
         raise HTTPError(400, "Missing node name")
-    return _read(req, node=req.tail)
+    return _read(req, Interest.of(TOPIC), node=req.tail)
 
 
 @routes.add("/v1/session/list", "GET")
 def session_list(req: Request) -> Response:
-    return _read(req)
+    return _read(req, Interest.of(TOPIC))

@@ -32,6 +32,7 @@ from ..state.structs import CheckDef, health_check, parse_check, parse_service
 from ..version import CONSUL_VERSION
 from .checks import IntervalCheck, TTLCheck, make_runner
 from .handler import ProcessGroup, make_handler
+from .tally import Tally
 from .watch import Plan
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ class Agent:
         self.server: Listener | None = None
         self.running = False
         self._faults: list[int] = []  # statuses the next requests answer with
+        self.tally: Tally | None = None  # request accounting, when count_requests() turned it on
         self._reap_timer: Timer | None = None
 
     def inject_errors(self, count: int = 1, status: int = 500) -> None:
@@ -129,6 +131,12 @@ class Agent:
         `status`, as an agent that lost its servers would answer."""
         with self.store.lock:
             self._faults.extend([status] * count)
+
+    def count_requests(self) -> Tally:
+        """Test hook: count this node's HTTP requests and body bytes from now on (see tally.py)."""
+        if self.tally is None:
+            self.tally = Tally()
+        return self.tally
 
     def take_fault(self) -> int | None:
         with self.store.lock:

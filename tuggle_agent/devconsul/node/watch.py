@@ -26,6 +26,7 @@ from urllib.parse import quote, urlencode
 from ..codec import go_json, uuid_to_uint64
 from ..config import WatchSpec
 from ..timings import Timings
+from .tally import WATCH_USER_AGENT
 
 Handler = Callable[[int, bytes], None]
 
@@ -132,7 +133,8 @@ class Plan:
         self._thread.join(timeout)
 
     def _get(self, path: str, params: list[tuple[str, str]]) -> tuple[int, Message, bytes]:
-        headers = {"X-Consul-Token": self.token} if self.token else {}
+        # Consul's watch plans are Go api clients: Go's default User-Agent (tally.py counts by it).
+        headers = {"User-Agent": WATCH_USER_AGENT, **({"X-Consul-Token": self.token} if self.token else {})}
         with self._conn_lock:
             if self._stop.is_set():
                 raise WatchError("stopped")

@@ -27,6 +27,12 @@ TTL_MULTIPLIER = 2  # the leader expires a session after 2 x TTL without renewal
 TOPIC = "session"
 
 
+def session_topic(session_id: str) -> str:
+    """One session's own wake-up topic: Consul's SessionGet watches that session's row
+    only (the index it answers is still the sessions table's)."""
+    return f"{TOPIC}/{session_id}"
+
+
 def _lock_delay(value: object) -> float:
     """Seconds from a LockDelay field: a Go duration string or a number; values
     below 1000 (ns) are taken as seconds, as Consul's FixupLockDelay does."""
@@ -81,7 +87,7 @@ class Sessions:
             session["Checks"] = list(checks)
         with self.store.write() as txn:
             self._validate_checks(session)
-            index = txn.touch("sessions", TOPIC)
+            index = txn.touch("sessions", TOPIC, session_topic(session["ID"]))
             session.update(CreateIndex=index, ModifyIndex=index)
             self.store.sessions[session["ID"]] = session
             self._arm_ttl(session)
@@ -154,7 +160,7 @@ class Sessions:
             return
         if timer := self._timers.pop(session_id, None):
             timer.cancel()
-        txn.touch("sessions", TOPIC)
+        txn.touch("sessions", TOPIC, session_topic(session_id))
         delay = min(session["LockDelay"] / 1e9, self.timings.lock_delay_max)
         until = time.monotonic() + delay
         for key in self.kv.keys_held_by(session_id):
