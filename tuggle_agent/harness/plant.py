@@ -4,8 +4,9 @@ the nodes chosen to hold it -- as earlier rollouts would have left them.
 
 KV is written through `PUT /v1/txn`, 32 objects (64 keys) per transaction: planting
 10 000 objects one key at a time, plus a change-log append each, was most of a
-bench run.  No change-log entries are written: these objects predate whatever the
-bounded log still holds, and every node reconciles with all of KV when it starts.
+bench run.  Only the last changelog.LENGTH objects are appended to the change-log
+(through the product's ObjectsKV.log_change): the bounded log would hold no more, and
+it ends up as ObjectsKV.create would have left it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ..consul.keys import Keys
+from ..consul.kv import ObjectsKV
 from ..engine.store import LocalStore
+from ..objects import changelog
 from ..objects.metadata import ObjectMeta, PieceList, piece_size_for
 from ..objects.verify import Digester
 
@@ -58,4 +61,7 @@ def plant_objects(
             with f:
                 f.write(body)
             stores[name].commit(temp, meta, "plant")
+    objects = ObjectsKV(consul, ns)
+    for meta in planted[-changelog.LENGTH :]:
+        objects.log_change("put", meta.name, meta.version)
     return planted
