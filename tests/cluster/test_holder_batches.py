@@ -61,7 +61,7 @@ def test_a_key_locked_by_another_session_does_not_stop_the_others(many):
     n1.stop()  # its session goes, and its keys with it
     assert keys_of(c, "node1") == {}
     consul = c.consul()
-    other = consul.session.create(name="someone else", behavior="delete")
+    other = consul.session.create(name="someone else", behavior="delete", lock_delay=0)
     taken = f"tuggle.holders/{planted[7].name}/{planted[7].version}/node1"
     assert consul.kv.put(taken, b'{"address":"127.0.0.1","port":1}', acquire=other)
     tally = c.dev.node("node1").count_requests()
