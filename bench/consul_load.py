@@ -40,11 +40,8 @@ from pathlib import Path
 
 import requests
 
-from tuggle_agent.consul.kv import ObjectsKV
-from tuggle_agent.engine.store import LocalStore
 from tuggle_agent.harness import TuggleCluster
-from tuggle_agent.objects.metadata import ObjectMeta, PieceList, piece_size_for
-from tuggle_agent.objects.verify import Digester
+from tuggle_agent.harness.plant import plant_objects
 
 NS = "tuggle"
 MiB = 2**20
@@ -142,25 +139,10 @@ def requests_in(counts: dict) -> int:
 
 
 def plant(c: TuggleCluster, m: int, share: float) -> None:
-    """M small objects in KV (through the product's own ObjectsKV.create), held by node1
-    and, for the first share*M of them, by every node: real local copies with sidecars."""
-    kv = ObjectsKV(c.consul("node1"), NS)
+    """M small objects in KV, held by node1 and, for the first share*M of them, by every
+    node: real local copies with sidecars (harness/plant.py, which writes KV by txn)."""
     shared = round(m * share)
-    stores = {name: LocalStore(c.workdir / name / "data") for name in c.names()}
-    for i in range(m):
-        body = (f"object {i} " * 100).encode()
-        piece = piece_size_for(len(body))
-        d = Digester(piece)
-        d.update(body)
-        sha, digests = d.finish()
-        meta = ObjectMeta(name=f"old-{i:05d}.bin", size=len(body), sha256=sha, piece_size=piece)
-        assert kv.create(meta, PieceList(piece, digests)), meta.name
-        for name, store in stores.items():
-            if name == "node1" or i < shared:
-                temp, f = store.temp_file(meta.name, "bench")
-                with f:
-                    f.write(body)
-                store.commit(temp, meta, "bench")
+    plant_objects(c, m, lambda i: c.names() if i < shared else ["node1"], ns=NS)
 
 
 def rollout(c: TuggleCluster, body: bytes, idle_window: float, settle: float, timeout: float) -> dict:

@@ -7,7 +7,17 @@ import json
 import math
 
 from tuggle_agent.consul.health import Coordinates, Holder
-from tuggle_agent.consul.holders import holdings, location_value, parse_located, parse_location
+from tuggle_agent.consul.holders import (
+    MAX_TXN_ERRORS,
+    TXN_OPS,
+    batches,
+    holdings,
+    location_value,
+    lock_ops,
+    parse_located,
+    parse_location,
+    txn_errors,
+)
 
 PREFIX = "tuggle.holders/a.bin/v1/"
 
@@ -140,6 +150,32 @@ class FakeKV:
         return True
 
 
+class FakeHTTP:
+    """`PUT /v1/txn` of lock ops as Consul answers it: all applied (recorded as the KV
+    puts they amount to), or none and 409 naming the ops on keys locked by another session."""
+
+    def __init__(self, kv):
+        self.kv = kv
+        self.txns = []
+
+    def put(self, callback, path, data="", headers=None):
+        assert path == "/v1/txn"
+        ops = [op["KV"] for op in json.loads(data)]
+        assert all(op["Verb"] == "lock" for op in ops) and len(ops) <= 64
+        self.txns.append([op["Key"] for op in ops])
+        failed = [
+            {"OpIndex": i, "What": f'failed to lock key "{op["Key"]}", lock is already held'}
+            for i, op in enumerate(ops)
+            if op["Key"] in self.kv.refuse
+        ]
+        if failed:
+            answer = type("R", (), {"code": 409, "body": json.dumps({"Results": None, "Errors": failed})})
+        else:
+            self.kv.calls += [("put", op["Key"], op["Session"]) for op in ops]
+            answer = type("R", (), {"code": 200, "body": "{}"})
+        return callback(answer)
+
+
 class FakeSessions:
     def __init__(self, existing):
         self.existing = existing
@@ -171,6 +207,7 @@ def index(existing=()):
 
     client = type("C", (), {})()
     client.kv, client.session = FakeKV(), FakeSessions(list(existing))
+    client.http, client.prepare_headers = FakeHTTP(client.kv), dict
     svc = FakeService()
     return HolderIndex(client, Keys("tuggle"), svc, "node1", "10.0.0.1", 8900), client, svc
 
@@ -194,6 +231,7 @@ def test_copies_are_written_once_a_session_exists_and_only_by_it():
         ("put", "tuggle.holders/a.bin/v1/node1", "sid-new"),
         ("put", "tuggle.holders/b.bin/v2/node1", "sid-new"),
     ]
+    assert c.http.txns == [["tuggle.holders/a.bin/v1/node1", "tuggle.holders/b.bin/v2/node1"]]  # one request
     assert idx.advertising()
     idx.advertise_all([("a.bin", "v1"), ("b.bin", "v2")])  # reconcile: nothing missing, nothing written
     assert len(c.kv.calls) == 2
@@ -214,6 +252,23 @@ def test_a_key_locked_by_another_session_is_not_counted_as_written():
     assert idx.advertising()
 
 
+def test_a_batch_with_a_locked_key_is_written_key_by_key_and_only_the_written_count():
+    idx, c, _ = index()
+    copies = [(f"o{i:03d}.bin", "v1") for i in range(100)]
+    locked = "tuggle.holders/o070.bin/v1/node1"
+    c.kv.refuse.add(locked)
+    idx.advertise_only(copies)
+    idx._open_session()
+    assert [len(t) for t in c.http.txns] == [64, 36]  # the second one is rolled back...
+    singles = [k for op, k, *_ in c.kv.calls if op == "put"][64:]
+    assert singles == [f"tuggle.holders/o{i:03d}.bin/v1/node1" for i in range(64, 100)]  # ...and done one by one
+    assert idx._written == set(copies) - {("o070.bin", "v1")} and not idx.advertising()
+    c.kv.refuse.clear()
+    c.http.txns.clear()
+    idx.advertise_all(copies)  # the next reconcile: only the missing key, as one plain put
+    assert c.http.txns == [] and c.kv.calls[-1] == ("put", locked, "sid-new") and idx.advertising()
+
+
 def test_many_unknown_holders_cost_one_read_of_every_coordinate():
     table = {f"n{i}": coord(i / 1000) for i in range(40)} | {"me": coord(0.0)}
     client = FakeClient(table)
@@ -224,3 +279,43 @@ def test_many_unknown_holders_cost_one_read_of_every_coordinate():
     got = Coordinates(client).nearest("me", holders)
     assert client.coordinate.reads == ["*all*"]
     assert [h.node for h in got][:3] == ["n0", "n1", "n2"]
+
+
+def test_holder_keys_are_written_in_transactions_of_at_most_64_lock_ops():
+    copies = [(f"o{i}.bin", "v1") for i in range(130)]
+    got = batches(copies)
+    assert [len(b) for b in got] == [TXN_OPS, TXN_OPS, 2] and TXN_OPS == 64
+    assert [c for b in got for c in b] == copies  # each copy once, in order
+    assert batches([]) == []
+    ops = lock_ops(["tuggle.holders/a.bin/v1/node1"], location_value("10.0.0.1", 8900), "sid-1")
+    assert ops == [
+        {
+            "KV": {
+                "Verb": "lock",
+                "Key": "tuggle.holders/a.bin/v1/node1",
+                "Value": base64.b64encode(b'{"address":"10.0.0.1","port":8900}').decode(),
+                "Session": "sid-1",
+            }
+        }
+    ]
+
+
+def test_a_rolled_back_transaction_names_its_failed_ops_and_junk_is_skipped():
+    body = json.dumps(
+        {
+            "Results": None,
+            "Errors": [
+                {"OpIndex": 3, "What": 'failed to lock key "k", lock is already held'},
+                {"OpIndex": -1, "What": "negative"},
+                {"OpIndex": True, "What": "a bool is not an index"},
+                {"OpIndex": 4},
+                "junk",
+                {"OpIndex": 5, "What": "x" * 10_000},
+            ],
+        }
+    ).encode()
+    assert txn_errors(body) == [(3, 'failed to lock key "k", lock is already held'), (5, "x" * 200)]
+    for bad in (b"", b"not json", b"\xff", b"[]", b'{"Errors": 3}', None, b'{"Errors": null}'):
+        assert txn_errors(bad) == []
+    many = json.dumps({"Errors": [{"OpIndex": i, "What": "w"} for i in range(100)]})
+    assert len(txn_errors(many)) == MAX_TXN_ERRORS

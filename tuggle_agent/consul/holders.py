@@ -10,8 +10,10 @@ version's prefix: O(its holders) bytes, whatever else the namespace holds, where
 tag lookup returns every holder's service with one tag per object it holds (O(N*M)).
 
 Invariants:
-- a holder key is written only with `?acquire` of the current holder session, and only
-  while the copy is in `_held`; withdrawing deletes it first, so a removed copy is never
+- a holder key is written only with `?acquire` of the current holder session (or the
+  `lock` verb of a `/v1/txn` transaction, TXN_OPS keys per request: a node holding M
+  copies writes its keys with M/64 requests at start and after a session change), and
+  only while the copy is in `_held`; withdrawing deletes it first, so a removed copy is never
   left advertised by us (a Consul failure then raises, and the caller keeps the copy);
 - a new session (first start, or after Consul invalidated the last one) is created only
   once the service check passes (Consul refuses a session bound to a critical check),
@@ -28,11 +30,12 @@ Invariants:
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import consul
@@ -50,6 +53,10 @@ SESSION_NAME = "tuggle-agent holders"
 MAX_VALUE = 512  # bytes of a holder or relay value; ours are ~40
 _ADDRESS = re.compile(r"^[A-Za-z0-9._:%-]{1,253}$")  # IPv4, IPv6 (with zone), DNS name
 MAX_NODE = 256
+# Holder keys written per `PUT /v1/txn`: Consul accepts 128 ops per transaction since 1.7
+# and 64 before; 64 works on every version and already turns M writes into M/64 requests.
+TXN_OPS = 64
+MAX_TXN_ERRORS = 8  # of a 409 answer's Errors, the ones worth a log line
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,40 @@ def holdings(entries: object, root: str) -> dict[tuple[str, str], set[str]]:
     return out
 
 
+def batches(items: Sequence[tuple[str, str]], size: int = TXN_OPS) -> list[list[tuple[str, str]]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def lock_ops(keys: Iterable[str], value: bytes, session: str) -> list[dict]:
+    """A transaction acquiring each key with `session` (the KV endpoint's ?acquire)."""
+    encoded = base64.b64encode(value).decode("ascii")
+    return [{"KV": {"Verb": "lock", "Key": k, "Value": encoded, "Session": session}} for k in keys]
+
+
+def txn_errors(body: object) -> list[tuple[int, str]]:
+    """(OpIndex, What) of a 409 answer of /v1/txn (the transaction was rolled back);
+    whatever is not such a pair is left out, at most MAX_TXN_ERRORS, texts cut short."""
+    try:
+        data = json.loads(body) if isinstance(body, (bytes, str)) else None
+    except (ValueError, UnicodeDecodeError):
+        return []
+    errors = data.get("Errors") if isinstance(data, dict) else None
+    out = []
+    for e in errors if isinstance(errors, list) else []:
+        i, what = (e.get("OpIndex"), e.get("What")) if isinstance(e, dict) else (None, None)
+        if isinstance(i, int) and not isinstance(i, bool) and i >= 0 and isinstance(what, str):
+            out.append((i, what[:200]))
+            if len(out) == MAX_TXN_ERRORS:
+                break
+    return out
+
+
+def _answer(response) -> tuple[int, str]:
+    """py-consul callback: the status and body as they are (its CB.json raises on 409,
+    losing the Errors list)."""
+    return response.code, response.body
+
+
 def _tagged(entries: object) -> list[Holder]:
     """Holders from health/service rows (the Go tuggle layout)."""
     out = []
@@ -179,9 +220,8 @@ class HolderIndex:
         """advertise() each; costs nothing for copies already written (reconcile's call)."""
         copies = list(copies)
         with self._lock:
-            for c in copies:
-                self._held.add(c)
-                self._write(c)
+            self._held.update(copies)
+            self._write_many(copies)
         if self.tags:
             self.service.add(*(object_id(n) for n, _ in copies))
 
@@ -190,8 +230,7 @@ class HolderIndex:
         copies = set(copies)
         with self._lock:
             self._held = copies
-            for c in copies:
-                self._write(c)
+            self._write_many(sorted(copies))
         self.service.register({object_id(n) for n, _ in copies} if self.tags else set())
 
     def withdraw(self, name: str, version: str) -> None:
@@ -238,6 +277,50 @@ class HolderIndex:
             self._written.add(copy)
         else:  # locked by another session: not ours to take over
             log.warning("holder key %s is locked by another session; not advertised there", key)
+
+    def _write_many(self, copies: Iterable[tuple[str, str]]) -> bool:
+        """Write the held keys not yet written, TXN_OPS per transaction (call with _lock
+        held); never raises.  False when Consul could not be reached: the rest would
+        fail alike, and the next reconcile (or session) writes them."""
+        todo = [c for c in dict.fromkeys(copies) if c in self._held and c not in self._written]
+        return all(self._write_batch(batch) for batch in batches(todo))
+
+    def _write_batch(self, batch: list[tuple[str, str]]) -> bool:
+        """One transaction acquiring every key of `batch` with the session (call with
+        _lock held).  A key locked by another session fails its lock op and Consul rolls
+        the whole transaction back (409): the batch is then written key by key, so the
+        others still get written and the locked one is logged as before.  False when
+        Consul could not be reached."""
+        if self._sid is None:
+            return False
+        if len(batch) == 1:
+            self._write(batch[0])
+            return True
+        keys = [self.keys.holder(n, v, self.node) for n, v in batch]
+        payload = json.dumps(lock_ops(keys, self.value, self._sid))
+        try:
+            code, body = self.c.http.put(_answer, "/v1/txn", data=payload, headers=self.c.prepare_headers())
+        except (requests.exceptions.RequestException, consul.ConsulException) as exc:
+            log.warning("could not write %d holder keys (%s); retried on the next reconcile", len(batch), exc)
+            return False
+        if code == 200:
+            self._written.update(batch)
+            return True
+        if code >= 500:
+            log.warning(
+                "writing %d holder keys: Consul answered %s %s; retried on the next reconcile",
+                len(batch),
+                code,
+                str(body)[:200],
+            )
+            return False
+        if code == 409:
+            log.debug("holder key transaction rolled back %s; writing its keys one by one", txn_errors(body))
+        else:  # refused as a whole (413/400 from something in between?): the plain KV endpoint still works
+            log.warning("holder key transaction refused: %s %s; writing its keys one by one", code, str(body)[:200])
+        for copy in batch:
+            self._write(copy)
+        return True
 
     # -- the holder session -----------------------------------------------
     def start(self) -> None:
@@ -313,10 +396,11 @@ class HolderIndex:
             self._sid = sid
             self._written.clear()
             held = sorted(self._held)
-        for copy in held:
+        # A batch at a time, so that advertise/withdraw calls are not held up for all M keys.
+        for batch in batches(held):
             with self._lock:
-                if copy in self._held and self._sid == sid:
-                    self._write(copy)
+                if self._sid != sid or not self._write_many(batch):
+                    return
         log.info("holder session %s created; %d holder keys written", sid[:8], len(held))
 
     # -- anyone's holders -------------------------------------------------

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from ..codec import go_json
 from ..config import ConfigError
 from ..errors import ACLDisabled, InvalidRequest, NotFound, PermissionDenied, StateError
-from . import acl, agent_services, catalog, coordinate, event, health, kv, session, status, ui
+from . import acl, agent_services, catalog, coordinate, event, health, kv, session, status, txn, ui
 from . import agent as agent_area
 from .request import HTTPError, Request, Response, Route
 
@@ -102,7 +102,7 @@ class Router:
 
 
 def default_router() -> Router:
-    areas = (acl, agent_area, agent_services, catalog, coordinate, event, health, kv, session, status, ui)
+    areas = (acl, agent_area, agent_services, catalog, coordinate, event, health, kv, session, status, txn, ui)
     return Router([route for area in areas for route in area.routes.table])
 
 
