@@ -37,7 +37,7 @@ FETCH_SECONDS = Histogram(
 )
 SOURCE_SWITCHES = Counter(
     "tuggle_source_switches", "Fetches resumed from another holder, by reason", ["reason"], registry=REGISTRY
-)  # reason: broken | corrupt
+)  # reason: broken | corrupt | slow | sink | reranked (engine/switching.py)
 ACTIVE_FETCHES = Gauge("tuggle_active_fetches", "Fetches in progress", registry=REGISTRY)
 ORPHANS = Gauge(
     "tuggle_orphans", "Local copies kept unadvertised: Consul KV has no such object and no tombstone", registry=REGISTRY

@@ -19,9 +19,12 @@ MiB = 2**20
 
 
 def edges(agent, name):
+    """(source, target) of each fetch's final source (dashed edges: sources it switched away from)."""
     dot = agent.get(name + "?graph").text
     return {
-        tuple(p.strip().strip('"') for p in line.split("[")[0].split("->")) for line in dot.splitlines() if "->" in line
+        tuple(p.strip().strip('"') for p in line.split("[")[0].split("->"))
+        for line in dot.splitlines()
+        if "->" in line and "style=dashed" not in line
     }
 
 
@@ -42,11 +45,12 @@ def fetching_in_background(agent, name, verified: int = 0):
 @pytest.fixture(scope="module")
 def relay_cluster4(tmp_path_factory):
     """Four nodes: node2 fetches at 2 MiB/s, so it is a partial holder (a relay) for a while;
-    node3 gives up on a stalled source after 2s. Shared by the module's tests."""
+    node3 fetches at 2 MiB/s too (a faster node would skip so slow a relay: test_slow_nodes)
+    and gives up on a stalled source after 2s. Shared by the module's tests."""
     with TuggleCluster(
         tmp_path_factory.mktemp("relay"),
         nodes=4,
-        per_node={"node2": {"fetch_rate": "2MiB"}, "node3": {"stall_timeout": "2s"}},
+        per_node={"node2": {"fetch_rate": "2MiB"}, "node3": {"stall_timeout": "2s", "fetch_rate": "2MiB"}},
     ) as c:
         yield c
 

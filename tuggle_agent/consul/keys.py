@@ -11,6 +11,9 @@
                                        failing node's keys vanish: "passing holder" = a held key
   <ns>.relay/<name>/<version>/<node>   partial holders, {"address", "port"} (JSON), locked by
                                        their fetch session
+  <ns>.nudge/<name>/<version>/<node>   "look at the relay entries again": written by a fetcher that
+                                       skips that slow partial holder (or by one that sank, for nodes
+                                       that may pull from it); the nudged node removes it when done
   <ns>.lock/<node>                     each source node's fetch semaphore (Go api.Semaphore)
   <ns>.status/<name>/<version>/<node>  a node's failed post_download hook of that version (JSON)
   <ns>.nodes/<node>                    every node that ever served (so ?status can say "down"
@@ -83,6 +86,12 @@ class Keys:
 
     def relay(self, name: str, version: str, node: str) -> str:
         return f"{self.ns}.relay/{name}/{version}/{node}"
+
+    def nudge_prefix(self, name: str) -> str:
+        return f"{self.ns}.nudge/{name}/"
+
+    def nudge(self, name: str, version: str, node: str) -> str:
+        return f"{self.ns}.nudge/{name}/{version}/{node}"
 
     def status_prefix(self, name: str, version: str | None = None) -> str:
         return f"{self.ns}.status/{name}/" + (f"{version}/" if version else "")

@@ -110,6 +110,7 @@ class ObjectsKV:
             self.c.kv.delete(self.keys.pieces(name, version))
             self.c.kv.delete(self.keys.graph_prefix(name), recurse=True)
             self.c.kv.delete(self.keys.relay_prefix(name), recurse=True)
+            self.c.kv.delete(self.keys.nudge_prefix(name), recurse=True)
             self.c.kv.delete(self.keys.status_prefix(name), recurse=True)
             return True
 

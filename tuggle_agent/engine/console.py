@@ -204,6 +204,7 @@ class Console:
         s["edges"] = [
             {"from": e.source, "to": e.target, "start": e.start, "end": e.end, "elapsed": e.elapsed}
             for e in sorted(self.kv.edges(name), key=lambda e: e.end)
+            if e.left_because is None  # the console draws completed fetches; ?graph also the switches
         ]
         s["checked_at"] = time.time()
         return s

@@ -7,15 +7,18 @@ holders in the order of the source policy (sources.py), takes a slot of the sour
 Consul semaphore so no source feeds more than `max_fetch_per_source` fetchers
 cluster-wide, and pulls with HTTP Range from the first byte not yet verified (peer.py),
 so a source that dies, stalls, drips or lies costs only the piece in flight, and is not
-asked again during this fetch.  With no usable holder the job waits for one (a blocking
-query) for at most `holder_wait`, then fails with NoHolder or BadSources, so a client is
-never kept for `fetch_timeout` by a cluster that cannot deliver.
+asked again during this fetch.  A source that stays slow is left for a free faster
+holder, and a node too slow to head the relay chain sinks to its tail (switching.py).
+With no usable holder the job waits for one (a blocking query) for at most
+`holder_wait`, then fails with NoHolder or BadSources, so a client is never kept for
+`fetch_timeout` by a cluster that cannot deliver.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import threading
 import time
@@ -25,10 +28,9 @@ from dataclasses import dataclass
 from .. import metrics
 from ..config import Config
 from ..consul.client import ConsulUnavailable
-from ..consul.health import Holder
 from ..consul.holders import HolderIndex
 from ..consul.kv import ObjectsKV
-from ..consul.relay import RelayEntry, RelayRegistry
+from ..consul.relay import RelayEntry, RelayPeer, RelayRegistry
 from ..consul.semaphore import Semaphore
 from ..consul.session import RenewedSession
 from ..errors import BadSources, Deleted, Internal, NoHolder, NoSpace, TimedOut, TuggleError, Vetoed
@@ -43,8 +45,30 @@ from .progress import Progress
 from .ratelimit import TokenBucket
 from .sources import Candidate, SourcePolicy
 from .store import LocalStore
+from .switching import SourceMonitor, Speed, choose_upstream, relay_verdict, skips
 
 log = logging.getLogger(__name__)
+
+
+class Switch(Exception):
+    """Leave the current source for a better place (switching.py): "slow" (the source stays
+    well below what we can take and a better holder is free), "sink" (a faster node ranked
+    after us waits for what we hold: rank again, after it) or "reranked" (our source sank
+    behind us)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One source used by a fetch: who, from when to when, and why we left it (None for the last)."""
+
+    source: str
+    start: float
+    end: float
+    left_because: str | None
 
 
 @dataclass(frozen=True)
@@ -157,6 +181,16 @@ class FetchJob:
         self.f = f
         self.session: RenewedSession | None = None
         self.relay: RelayEntry | None = None
+        self.speed = Speed.from_config(self.cfg.fetch_rate, self.cfg.serve_rate)
+        self.monitor = SourceMonitor(self.speed.take)
+        self.segments: list[Segment] = []  # sources left before the last one, for ?graph
+        self._verdict: tuple[int, str | None] = (0, None)  # (our rank then, verdict): from the relay watch thread
+        self._source: str | None = None  # the holder being pulled from
+        self._excluded: dict[str, str] = {}
+        self._slow: set[str] = set()  # left for being slow: used again only if nothing else is left
+        self._live: list[RelayPeer] = []  # the relay entries _candidates saw last
+        self._sunk = False  # we re-ranked behind faster nodes: we belong at the tail
+        self._verifier: Verifier | None = None
 
     def run(self) -> TuggleError | None:
         """The whole life of the fetch; returns the failure (already given to readers)."""
@@ -266,11 +300,17 @@ class FetchJob:
             log.warning("post_download result of %s not recorded in Consul: %s", self.meta.name, exc)
 
     def _record_edge(self) -> None:
+        """The final source's edge, and one per source this fetch switched away from."""
         now = time.time()
+        edges = [
+            Edge(g.source, self.deps.node, g.start, g.end, g.end - g.start, g.left_because)
+            for g in self.segments
+            if g.source != self.d.source  # the final source's edge spans the whole fetch
+        ]
+        edges.append(Edge(self.d.source, self.deps.node, self.d.started_at, now, now - self.d.started_at))
         try:
-            self.deps.kv.add_edge(
-                self.meta.name, Edge(self.d.source, self.deps.node, self.d.started_at, now, now - self.d.started_at)
-            )
+            for edge in edges:
+                self.deps.kv.add_edge(self.meta.name, edge)
         except ConsulUnavailable as exc:
             log.warning("fetch graph edge of %s not recorded: %s", self.meta.name, exc)
 
@@ -281,11 +321,17 @@ class FetchJob:
             verifier = Verifier(meta, pieces)
         except PieceMismatch as exc:
             raise BadSources(str(exc)) from None
+        self._verifier = verifier
         self.session = self.deps.new_session()
         if self.cfg.pipelined and not self.cfg.fetch_only:
-            self.relay = self.deps.relay.announce(meta.name, meta.version, self.deps.node, self.session)
+            watch = self.speed.relay != math.inf  # an unlimited relay is never skipped: nothing to watch
+            self.relay = self.deps.relay.announce(
+                meta.name, meta.version, self.deps.node, self.session, self.speed.to_flags()
+            )
+            if watch:
+                threading.Thread(target=self._watch_relay, name=f"relay-watch-{meta.name}", daemon=True).start()
         deadline = time.monotonic() + self.cfg.fetch_timeout
-        excluded: dict[str, str] = {}  # holder -> why it failed this fetch
+        excluded = self._excluded  # holder -> why it failed this fetch
         corrupt: set[str] = set()
         stuck_since: float | None = None  # since when no holder was usable
         progress = Progress(log, f"fetching {meta.name}", meta.size, self.cfg.progress_interval)
@@ -297,7 +343,10 @@ class FetchJob:
                     f"{verifier.verified} of {meta.size} bytes verified"
                 )
             self._check_cancelled()
-            candidates, index, relay_index = self._candidates(set(excluded))
+            candidates, index, relay_index = self._candidates(set(excluded) | self._slow)
+            if not candidates and self._slow:  # sources left for being slow beat no source
+                self._slow.clear()
+                continue
             if not candidates:
                 stuck_since = stuck_since if stuck_since is not None else now
                 if now - stuck_since >= self.cfg.holder_wait:
@@ -307,15 +356,22 @@ class FetchJob:
             stuck_since = None
             claimed = self._claim(candidates)
             if claimed is None:
-                self._wait_for_slot(candidates, deadline, relay_index)
+                if not self._sank_while_waiting():
+                    self._wait_for_slot(candidates, deadline, relay_index)
                 continue
             cand, sem = claimed
             holder = cand.holder
+            started = time.time()
             try:
-                d.source = holder.node
+                d.source = self._source = holder.node
+                self.monitor.restart()
                 self._pull(holder, verifier, progress, metrics.FETCHED_BYTES.labels(cand.kind))
+            except Switch as exc:
+                sem.release()  # before a rejoin: the node we make way for may claim this slot at once
+                self._switched(holder.node, exc, started, verifier)
             except CorruptSource as exc:
                 metrics.SOURCE_SWITCHES.labels("corrupt").inc()
+                self.segments.append(Segment(holder.node, started, time.time(), "corrupt"))
                 excluded[holder.node] = str(exc)
                 corrupt.add(holder.node)
                 log.error("%s; discarding its bytes and using another holder", exc)
@@ -323,12 +379,98 @@ class FetchJob:
                 self.deps.peer.report_corrupt(holder, meta.name)
             except SourceError as exc:
                 metrics.SOURCE_SWITCHES.labels("broken").inc()
+                self.segments.append(Segment(holder.node, started, time.time(), "broken"))
                 excluded[holder.node] = str(exc)
                 log.warning("%s; resuming from byte %d with another holder", exc, verifier.verified)
                 verifier.rewind(self.f)
             finally:
                 sem.release()
+                self._source = None
         log.info("fetched %s from %s: %s", meta.name, d.source, progress.summary())
+
+    # -- switching (switching.py) -------------------------------------------
+    def _switch_check(self, n: int) -> None:
+        """Called by _pull after each chunk of `n` bytes: raises Switch to leave the source."""
+        if self._verifier is not None and self._verifier.received >= self.meta.size:
+            return  # the last bytes are in: nothing left to fetch elsewhere
+        (rank, verdict), self._verdict = self._verdict, (0, None)
+        if self.relay is None or rank != self.relay.rank:
+            verdict = None  # computed before we last re-ranked
+        if verdict == "sink":
+            raise Switch("sink", "a faster node ranked after us is waiting for our source: ranking again after it")
+        if verdict == "reranked":
+            raise Switch("reranked", f"{self._source} sank behind us in the relay chain")
+        if self.monitor.observe(n):
+            rate, ref = self.monitor.last_rate, self.monitor.reference
+            if self._better_source_free():
+                raise Switch("slow", f"{self._source} sent {rate / 2**20:.2f} MiB/s, we can take {ref / 2**20:.2f}")
+            self.monitor.declined()
+            log.debug("%s is slow (%.0f B/s) but no better holder is free; staying", self._source, rate)
+
+    def _sank_while_waiting(self) -> bool:
+        """Every slot before us is busy.  If a node ranked after us skips us, the free slot
+        is behind us (the tail's): rank again after it rather than wait for the chain."""
+        if self.relay is None or relay_verdict(self.speed, self.relay.rank, self._live, None) != "sink":
+            return False
+        metrics.SOURCE_SWITCHES.labels("sink").inc()
+        self._rejoin()
+        return True
+
+    def _rejoin(self) -> None:
+        """Rank again after everyone there, and tell the nodes ranked after our old place
+        that may pull from us (those that do not skip us) that their source moved."""
+        assert self.relay is not None
+        old, meta = self.relay.rank, self.meta
+        _, live = self.deps.relay.live(meta.name, meta.version)
+        self.relay.rejoin()
+        self._sunk = True
+        log.info("%s: %s ranks %d in the relay chain now (was %d)", meta.name, self.deps.node, self.relay.rank, old)
+        for p in live:
+            if old < p.rank < self.relay.rank and not skips(self.speed, Speed.from_flags(p.flags)):
+                self.deps.relay.nudge(meta.name, meta.version, p.node, self.deps.node)
+
+    def _better_source_free(self) -> bool:
+        """Is another holder (not the current one, not failed) free to take us now?"""
+        assert self.session is not None
+        current = {self._source} if self._source else set()
+        try:
+            candidates, _, _ = self._candidates(set(self._excluded) | self._slow | current)
+            return any(self.deps.semaphore(c.holder.node, self.session).has_free_slot() for c in candidates[:3])
+        except ConsulUnavailable:
+            return False
+
+    def _switched(self, source: str, exc: Switch, started: float, verifier: Verifier) -> None:
+        metrics.SOURCE_SWITCHES.labels(exc.reason).inc()
+        self.segments.append(Segment(source, started, time.time(), exc.reason))
+        log.info("%s: leaving %s at byte %d: %s", self.meta.name, source, verifier.verified, exc)
+        if exc.reason == "slow":
+            self._slow.add(source)
+        if exc.reason == "sink" and self.relay is not None:
+            self._rejoin()
+        verifier.rewind(self.f)
+
+    def _watch_relay(self) -> None:
+        """While the fetch runs: wait on our nudge key (a blocking query that wakes only when
+        someone has news for us: a faster node skips us, or our source sank), then read the
+        relay entries and tell _switch_check whether to sink or leave our source."""
+        meta, node, index, seen = self.meta, self.deps.node, None, False
+        try:
+            while not self.d.done and self.relay is not None:
+                try:
+                    new_index, nudged = self.deps.relay.wait_nudge(meta.name, meta.version, node, index, "10s")
+                    seen = seen or nudged
+                    if nudged and new_index != index and not self.d.done:
+                        _, live = self.deps.relay.live(meta.name, meta.version)
+                        rank = self.relay.rank
+                        self._verdict = (rank, relay_verdict(self.speed, rank, live, self._source))
+                    index = new_index
+                except Exception as exc:  # a hint thread: Consul trouble must not end the fetch
+                    log.debug("waiting for relay news about %s: %s", meta.name, exc)
+                    index = None
+                    time.sleep(1)
+        finally:
+            if seen:
+                self.deps.relay.clear_nudge(meta.name, meta.version, node)
 
     def _no_source_error(self, excluded: dict[str, str], corrupt: set[str]) -> TuggleError:
         name, wait = self.meta.name, self.cfg.holder_wait
@@ -353,14 +495,17 @@ class FetchJob:
         with their addresses, read from this version's keys only (consul/holders.py)."""
         meta = self.meta
         index, complete = self.deps.finder.holders_index(meta.name, meta.version)
-        upstream: list[Holder] = []
-        relay_index = None
         if self.cfg.pipelined:
-            relay_index, upstream = self.deps.relay.upstream(
-                meta.name, meta.version, self.relay.rank if self.relay else 0
-            )
-        peers = {h.node: h for h in upstream}
-        return self.deps.policy.order(complete, list(peers), peers, excluded), index, relay_index
+            relay_index, live = self.deps.relay.live(meta.name, meta.version)
+            up = choose_upstream(live, self.relay.rank if self.relay else 0, self.speed, excluded, self._sunk)
+            if up.nearest_only:
+                complete = []
+            for node in up.sinking:  # it holds the slot we wait for: tell it to look
+                self.deps.relay.nudge(meta.name, meta.version, node, self.deps.node)
+            self._live = live
+            peers = {p.node: p.holder for p in live if p.holder is not None}
+            return self.deps.policy.order(complete, up.nodes, peers, excluded), index, relay_index
+        return self.deps.policy.order(complete, [], {}, excluded), index, None
 
     def _claim(self, candidates: list[Candidate]) -> tuple[Candidate, Semaphore] | None:
         """The first candidate with a free fetch slot, its slot taken."""
@@ -423,6 +568,7 @@ class FetchJob:
                         f.flush()
                         d.advance(verifier.verified)
                 progress.update(verifier.received)
+                self._switch_check(len(chunk))
         verifier.finish_empty()
         if not verifier.complete:
             raise SourceError(f"{holder.node} closed the stream at byte {verifier.received} of {meta.size}")

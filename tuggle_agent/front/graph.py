@@ -1,4 +1,5 @@
-"""Who fetched from whom: the KV graph edges as Graphviz DOT, optionally rendered by `dot`."""
+"""Who fetched from whom: the KV graph edges as Graphviz DOT, optionally rendered by `dot`.
+A source a fetch switched away from is a dashed edge labelled with the reason."""
 
 from __future__ import annotations
 
@@ -26,7 +27,11 @@ def to_dot(name: str, edges: list[Edge]) -> str:
     for e in sorted(edges, key=lambda e: e.end):
         end = datetime.fromtimestamp(e.end, UTC).strftime("%H:%M:%S")
         label = f"{e.elapsed:.2f}s" + r"\n" + end  # DOT's own line break inside the label
-        lines.append(f'  {_q(e.source)} -> {_q(e.target)} [label="{label}"];')
+        if e.left_because is None:
+            lines.append(f'  {_q(e.source)} -> {_q(e.target)} [label="{label}"];')
+        else:  # a source the fetch switched away from: dashed, with the reason
+            label = f"left: {e.left_because}" + r"\n" + label
+            lines.append(f'  {_q(e.source)} -> {_q(e.target)} [label="{label}", style=dashed];')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
