@@ -49,6 +49,7 @@ bench-deps: deps
 bench: bench-deps
 	$(VENV)/bin/python bench/devconsul_bench.py
 	$(VENV)/bin/python bench/distribute.py --handler http
+	$(VENV)/bin/python bench/distribute.py --handler http --hetero
 	$(VENV)/bin/python bench/core_bench.py
 	$(VENV)/bin/python bench/relay_cost.py
 	$(VENV)/bin/python bench/front_bench.py
