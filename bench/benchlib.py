@@ -6,9 +6,11 @@ first entry of sys.path); the cluster comes from tuggle_agent.harness, never fro
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +19,19 @@ from tuggle_agent.harness import free_port
 MiB = 2**20
 GiB = 2**30
 CLK = os.sysconf("SC_CLK_TCK")
+
+
+def scratch_dir(prefix: str, workdir: str | None = None) -> Path:
+    """Where a bench keeps its files: `workdir` if given (kept, to look at afterwards), else
+    a temp dir removed when the script exits -- a run leaves GiBs of copies (every node's
+    data dir), and `make bench` runs several scripts in a row on one disk."""
+    if workdir:
+        path = Path(workdir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def cpu_split(pid: int | str, children: bool = False) -> tuple[float, float]:

@@ -19,18 +19,20 @@ import argparse
 import os
 import statistics
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from benchlib import MiB, copy_fsync_seconds, cpu_seconds, curl, make_file, start_nginx
+from benchlib import MiB, copy_fsync_seconds, cpu_seconds, curl, make_file, scratch_dir, start_nginx
 
 from tuggle_agent.harness import TuggleCluster
 
 
 def median(xs):
     return statistics.median(xs)
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -41,8 +43,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="tuggle-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = scratch_dir("tuggle-bench-", args.workdir)
     size = args.size_mib * MiB
     src = work / "www" / "big.bin"
     src.parent.mkdir(exist_ok=True)
@@ -116,8 +117,10 @@ def main() -> None:
         f"{os.cpu_count()} cores\n\n" + "\n".join(table) + "\n"
     )
     print(text)
-    (work / "core_bench.md").write_text(text)
-    print(f"(written to {work / 'core_bench.md'})")
+    out = ROOT / "bench" / "results" / "core_bench.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"(written to {out})")
 
 
 if __name__ == "__main__":

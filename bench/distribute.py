@@ -34,19 +34,17 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import requests
+from benchlib import CLK, MiB, scratch_dir
 
 from tuggle_agent.harness import TuggleCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 
-MiB = 2**20
-CLK = os.sysconf("SC_CLK_TCK")
 MODES = ("origin", "store-and-forward", "pipelined")
 
 
@@ -243,7 +241,7 @@ def main() -> None:
     size = int(args.size_mib * MiB)
     rate = f"{args.rate_mib}MiB"
     sb = size / (args.rate_mib * MiB)
-    work = Path(tempfile.mkdtemp(prefix="tuggle-distribute-"))
+    work = scratch_dir("tuggle-distribute-")
     body = work / "object.bin"
     body.write_bytes(os.urandom(size))
     if args.hetero:

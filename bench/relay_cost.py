@@ -30,15 +30,13 @@ import argparse
 import contextlib
 import hashlib
 import os
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import requests
-from benchlib import GiB, MiB, copy_fsync_seconds, cpu_seconds, cpu_split, curl, make_file, start_nginx
+from benchlib import GiB, MiB, copy_fsync_seconds, cpu_seconds, cpu_split, curl, make_file, scratch_dir, start_nginx
 
 from tuggle_agent.harness import TuggleCluster, wait_until
 
@@ -120,7 +118,7 @@ def main() -> None:
     args = ap.parse_args()
     size = args.size_mib * MiB
     gib = size / GiB
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="tuggle-relay-cost-"))
+    work = scratch_dir("tuggle-relay-cost-", args.workdir)
     www = work / "www"
     www.mkdir(parents=True, exist_ok=True)
     src = www / "object.bin"
@@ -160,8 +158,6 @@ def main() -> None:
     finally:
         nginx.terminate()
         nginx.wait()
-        if not args.workdir:  # the object and every node's copies: GiBs per run
-            shutil.rmtree(work, ignore_errors=True)
     # The warm-up rounds are printed above but left out of the medians.
     for series in (*relay.values(), put_t, cp_t, put_cpu, put_user, get_t, ngx_t, get_cpu):
         del series[: args.warmup]
