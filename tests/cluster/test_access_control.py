@@ -48,7 +48,9 @@ def test_write_allow_without_loopback_still_lets_the_nodes_own_watches_sync_and_
     for a in c.agents:
         wait_until(lambda a=a: not a.local_file(name).exists(), 20, what=f"{a.name}'s watch to delete {name}")
     for a in (n2, n3):
-        assert "403" not in a.handler_log(), a.handler_log()
+        # The script handler's own words for a refusal (a bare "403" also matched timestamps
+        # and pids in its log); with http handlers the sync and delete above are the proof.
+        assert "refused the watch data" not in a.handler_log(), a.handler_log()
 
 
 def non_loopback_address() -> str | None:
