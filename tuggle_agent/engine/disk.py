@@ -11,7 +11,7 @@ carries them out:
             counted, and a copy being evicted takes no new reader.
   evict     periodically (EVICT_INTERVAL), after each completed fetch, and before a
             download: the policy's choices, each one re-checked under the store lock;
-            its holder tag is dropped first, Consul is asked once more whether
+            its holder key is dropped first, Consul is asked once more whether
             `min_copies` other nodes still pass with it (two nodes evicting the same
             object at once both keep it), then the file goes (copies.drop).
   admit     before a fetch creates its temp file: refuse with NoSpace (507) when the

@@ -1,5 +1,5 @@
 """Fetching an object from the cluster: one FetchJob owns one fetch from its pre-download
-hook to its holder tag.
+hook to its holder key.
 
 One fetch per object per node (single flight): concurrent GETs and prefetches of the
 same object share one Download.  Different objects fetch in parallel.  A job walks the
@@ -171,7 +171,7 @@ class Fetcher:
 
 
 class FetchJob:
-    """One fetch of one object version: pre-hook, pull, commit, post-hook, holder tag, edge."""
+    """One fetch of one object version: pre-hook, pull, commit, post-hook, holder key, edge."""
 
     def __init__(self, deps: FetchDeps, d: Download, f):
         self.deps = deps
@@ -225,7 +225,7 @@ class FetchJob:
             return failure
         finally:
             if self.relay is not None:
-                self.relay.withdraw()  # after the holder tag: peers always find us one way or the other
+                self.relay.withdraw()  # after the holder key: peers always find us one way or the other
             if self.session is not None:
                 self.session.close()
             d.temp_path.unlink(missing_ok=True)

@@ -174,7 +174,7 @@ class Writes:
 
     def adopt(self, names: list[str]) -> dict[str, str]:
         """Publish orphans again from their local copies (after a KV loss): metadata, piece
-        digests and holder tag.  The KV check-and-set lets only one holder write; the others
+        digests and holder key.  The KV check-and-set lets only one holder write; the others
         find their version there and just advertise."""
         out = {}
         for name in names or sorted(self.copies.orphans):
