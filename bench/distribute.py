@@ -39,19 +39,13 @@ import time
 from pathlib import Path
 
 import requests
-from benchlib import CLK, MiB, scratch_dir
+from benchlib import MiB, cpu_seconds, scratch_dir
 
 from tuggle_agent.harness import TuggleCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 
 MODES = ("origin", "store-and-forward", "pipelined")
-
-
-def cpu(pid: int | str, children: bool = False) -> float:
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    t = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if children else 0)
-    return t / CLK
 
 
 def settings_for(mode: str, n: int, rate: str) -> tuple[dict, dict]:
@@ -89,14 +83,14 @@ def completion_times(agents: list, name: str, size: int, t0: float) -> dict[str,
 def one_run(c: TuggleCluster, name: str, body_path: Path, size: int) -> dict:
     n1 = c[0]
     served0 = requests.get(n1.url + "/_tuggle/status").json()["served_to_peers"]
-    cpu0 = sum(cpu(a.proc.pid) for a in c.agents) + cpu("self", children=True)
+    cpu0 = sum(cpu_seconds(a.proc.pid) for a in c.agents) + cpu_seconds("self", children=True)
     with open(body_path, "rb") as f:
         r = requests.put(f"{n1.url}/{name}?sync", data=f, timeout=120)
     r.raise_for_status()
     t0 = time.monotonic()
     done = completion_times(c.agents[1:], name, size, t0)
     served = requests.get(n1.url + "/_tuggle/status").json()["served_to_peers"] - served0
-    cpu1 = sum(cpu(a.proc.pid) for a in c.agents) + cpu("self", children=True)
+    cpu1 = sum(cpu_seconds(a.proc.pid) for a in c.agents) + cpu_seconds("self", children=True)
     requests.delete(f"{n1.url}/{name}").raise_for_status()
     settle(c, name)
     times = sorted(done.values())
